@@ -1,0 +1,73 @@
+"""Compiling a fused Relax module for a target and exporting the shared library (cross-compiling when needed)."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+
+from ..errors import InputError, ToolError
+from . import import_tvm
+
+# TVM relax backend package per target kind.
+_BACKENDS = {"llvm": "cpu_generic", "cuda": "cuda"}
+
+
+def compile_fused(fused, target, database=None):
+    """Compile a fused module into a Relax VM executable, applying the database's best schedules when given.
+
+    Records must be applied after FuseOps (apache/tvm#19385), so they are applied here, to the fused module.
+    """
+    tvm = import_tvm()
+    from tvm import relax
+
+    backend = importlib.import_module(f"tvm.relax.backend.{_BACKENDS[target.kind.name]}.pipeline")
+    mod = fused
+    if database is not None:
+        with target, database:
+            mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+    passes = [*_default_schedules(target), *backend.dataflow_lower_passes(target), *backend.finalize_passes(target)]
+    lower = tvm.transform.Sequential(passes)
+
+    @tvm.transform.module_pass(opt_level=0)
+    def _lower(mod, _ctx):
+        with target:
+            return lower(mod)
+
+    return tvm.compile(mod, target, relax_pipeline=_lower)
+
+
+def _default_schedules(target) -> list:
+    """GPU kernels need a thread binding to run at all: dlight schedules every subgraph the database did not."""
+    if target.kind.name != "cuda":
+        return []
+    from tvm.s_tir import dlight as dl
+
+    return [dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
+                                    dl.gpu.Fallback())]
+
+
+def find_compiler(cxx: str, target_name: str, debian_package: str | None) -> str:
+    """The absolute path of the target's C++ compiler, or a one-line error saying how to install it."""
+    found = shutil.which(cxx)
+    if found:
+        return found
+    hint = f"; install it with: apt-get install {debian_package}" if debian_package else ""
+    raise InputError(f"target '{target_name}': C++ compiler '{cxx}' not found on PATH{hint}")
+
+
+def export_library(executable, path: Path, cxx: str, flags: list[str], log_path: Path) -> None:
+    """Link the executable into `path` with the target's compiler; a failure keeps the command and log."""
+    import_tvm()
+    from tvm.support import cc
+
+    options = ["-O2", *flags]
+    fcompile = cc.cross_compiler(cxx, options=options)
+    try:
+        executable.export_library(str(path), fcompile=fcompile)
+    except Exception as err:  # noqa: BLE001 - TVM wraps compiler failures in RuntimeError/TVMError
+        log_path.write_text(str(err), encoding="utf-8")
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "")
+        raise ToolError("linking model.so", [cxx, *options, "-shared", "-o", str(path)], None, str(log_path),
+                        detail=detail.strip()[:300]) from err

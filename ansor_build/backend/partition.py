@@ -1,0 +1,64 @@
+"""Fusing a Relax module into subgraphs and extracting them as tuning tasks keyed by structural hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import import_tvm
+
+
+@dataclass(frozen=True)
+class Task:
+    """One fused subgraph to schedule: its stable key, TVM's name for it, and how often the model runs it."""
+
+    key: str  # structural hash of the task's PrimFunc (names of buffers do not change it)
+    name: str
+    weight: int
+    flops: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"key": self.key, "name": self.name, "weight": self.weight, "flops": self.flops}
+
+
+def fuse(mod, target):
+    """Lower operators to TIR and fuse them into subgraphs (what gets tuned and compiled)."""
+    tvm = import_tvm()
+    from tvm import relax
+    from tvm.relax import pipeline
+
+    # The backends' legalize_passes() also apply default GPU schedules (dlight) after fusing; tuning needs the
+    # unscheduled subgraphs, so the fusing passes are listed here and scheduling happens in codegen.
+    transform = relax.transform
+    with target:
+        passes = [*pipeline.library_dispatch_passes(target), transform.DecomposeOpsForInference(),
+                  # Without these two, batch_norm's leftover tuple stops FuseOps (resnet: 12 tasks instead of 9).
+                  transform.CanonicalizeBindings(), transform.DeadCodeElimination(), transform.LegalizeOps(), transform.AnnotateTIROpPattern(),
+                  transform.FoldConstant(), transform.FuseOps(), transform.FuseTIR()]
+        return tvm.transform.Sequential(passes)(mod)
+
+
+def extract_tasks(fused, target) -> tuple[list[Task], list]:
+    """The tuning tasks of a fused module, sorted by key; also TVM's task objects in the same order."""
+    import_tvm()
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
+
+    ms_tasks = ms.relax_integration.extract_tasks(fused, target)
+    pairs = []
+    for task in ms_tasks:
+        key = f"{tvm_ffi.structural_hash(task.dispatched[0]) & 0xFFFFFFFFFFFFFFFF:016x}"
+        flops = _flops(task.dispatched[0])
+        pairs.append((Task(key=key, name=str(task.task_name), weight=int(task.weight), flops=flops), task))
+    pairs.sort(key=lambda pair: (pair[0].key, pair[0].name))
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _flops(mod) -> float | None:
+    try:
+        from tvm.s_tir.analysis import estimate_tir_flops
+    except ImportError:
+        return None
+    try:
+        return float(estimate_tir_flops(mod))
+    except Exception:  # noqa: BLE001 - estimation is best effort (data-dependent loops have no count)
+        return None

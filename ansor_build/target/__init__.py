@@ -1,0 +1,116 @@
+"""Target descriptions: YAML files under `targets/` mapped onto TVM's target dict form plus build settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+from .load import load_chain
+
+_HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
+    platform.machine().lower(), platform.machine().lower())
+
+
+@dataclass(frozen=True)
+class Target:
+    """A loaded, validated target: the merged spec plus every file it came from."""
+
+    name: str
+    path: Path
+    files: tuple[Path, ...]
+    spec: dict = field(repr=False)
+
+    @property
+    def tvm(self) -> dict:
+        """The TVM target in dict form (`tvm.target.Target(target.tvm)`)."""
+        return self.spec["tvm"]
+
+    @property
+    def kind(self) -> str:
+        return self.tvm["kind"]
+
+    @property
+    def device(self) -> str:
+        """Where the model runs: "cpu" or "cuda"."""
+        return self.spec.get("runtime", {}).get("device", "cuda" if self.kind == "cuda" else "cpu")
+
+    @property
+    def triple(self) -> str:
+        """The LLVM triple of the code that runs on the CPU (the host part of a GPU target)."""
+        cpu = self.tvm.get("host", self.tvm) if self.kind == "cuda" else self.tvm
+        return cpu.get("mtriple", "")
+
+    @property
+    def arch(self) -> str:
+        """The CPU architecture of the device, e.g. x86_64, aarch64, armv7l."""
+        return self.triple.split("-", 1)[0]
+
+    @property
+    def runs_on_host(self) -> bool:
+        """True when this machine can run the package's CPU code natively."""
+        return self.arch == _HOST_ARCH
+
+    @property
+    def cxx(self) -> str:
+        return self.spec.get("toolchain", {}).get("cxx", "g++")
+
+    @property
+    def cxx_flags(self) -> list[str]:
+        return list(self.spec.get("toolchain", {}).get("flags", []))
+
+    @property
+    def debian_package(self) -> str | None:
+        return self.spec.get("toolchain", {}).get("debian_package")
+
+    @property
+    def runtime_libs(self) -> str:
+        return self.spec.get("runtime", {}).get("libs", "host")
+
+    @property
+    def build_runner(self) -> bool:
+        return self.spec.get("runtime", {}).get("runner", True)
+
+    @property
+    def threads(self) -> int | None:
+        """TVM_NUM_THREADS the package's loaders use when the environment does not set it."""
+        runtime = self.spec.get("runtime", {})
+        return runtime.get("threads", self.tvm.get("num-cores"))
+
+    @property
+    def tuning(self) -> dict:
+        return dict(self.spec.get("tuning", {}))
+
+    def canonical(self) -> dict:
+        """Everything of the spec that changes the compiled code (not name, description or tuning budgets)."""
+        return {key: self.spec[key] for key in ("tvm", "toolchain", "runtime") if key in self.spec}
+
+    def key(self) -> str:
+        """A short stable id of `canonical()`; names the per-target tuning database."""
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_target(path: str | Path) -> Target:
+    """Load a target YAML file, follow `extends`, validate, and check the required keys."""
+    path = Path(path)
+    spec, files = load_chain(path)
+    tvm = spec.get("tvm")
+    if not tvm or "kind" not in tvm:
+        raise InputError(f"{path}: tvm.kind: missing (expected one of: llvm, cuda), in this file or one it extends")
+    if tvm["kind"] == "llvm" and "mtriple" not in tvm:
+        raise InputError(f"{path}: tvm.mtriple: missing; name the device's triple, e.g. x86_64-linux-gnu or "
+                         f"aarch64-linux-gnu (TVM's default triple is not portable)")
+    if tvm["kind"] == "cuda":
+        for key in ("arch", "host"):
+            if key not in tvm:
+                raise InputError(f"{path}: tvm.{key}: missing; a cuda target needs tvm.arch (e.g. sm_80) and tvm.host")
+        if "mtriple" not in tvm["host"]:
+            raise InputError(f"{path}: tvm.host.mtriple: missing; name the host CPU's triple, e.g. x86_64-linux-gnu")
+    if "host" in tvm and tvm["kind"] != "cuda":
+        raise InputError(f"{path}: tvm.host: only a cuda target has a separate host (tvm.kind is '{tvm['kind']}')")
+    name = spec.get("name", path.stem)
+    return Target(name=name, path=path, files=tuple(files), spec=spec)

@@ -1,0 +1,136 @@
+"""SCons tool `ansor`: `env.AnsorModel(...)` turns an ONNX model into a package directory.
+
+Thin glue: it declares builders, outputs and dependencies; `ansor_build` does the work in a subprocess
+(`python -m ansor_build build ...`), so TVM is never imported by SCons itself and `-j` builds run in parallel.
+
+    env = Environment(tools=["default", "ansor"], toolpath=[ansor_build.scons_toolpath()])
+    pkg = env.AnsorModel("build/x86_64/convnet", "models/convnet.onnx", ANSOR_TARGET="targets/x86_64.yaml")
+    env.AnsorCheck(pkg, "models/convnet.onnx")   # fresh-process run compared with onnxruntime
+
+Rebuild signature: the command line (model, target and shape arguments; the interpreter path is excluded), the
+contents of the model and its external-data files, of the target YAML and every file it `extends`, of the runner
+sources, and the ansor-build / apache-tvm / apache-tvm-ffi versions.
+"""
+
+import os
+import sys
+
+import SCons.Action
+import SCons.Builder
+import SCons.Errors
+
+# Environment variables the ansor-build subprocess sees besides SCons's own minimal ENV (PATH is needed for
+# cross compilers installed outside /usr/bin; TVM_* and ANSOR_BUILD_* are the knobs documented in the README).
+_PASS_ENV_PREFIXES = ("TVM_", "ANSOR_BUILD_", "CUDA_")
+_PASS_ENV = ("PATH", "HOME", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "TMPDIR")
+
+
+def _ansor():
+    # Deferred: the SConstruct may extend sys.path before the tool's builders are used.
+    import ansor_build.model
+    import ansor_build.package.layout
+    import ansor_build.target
+    import ansor_build.version
+    import ansor_build.runner
+
+    return ansor_build
+
+
+def _user_error(err):
+    return SCons.Errors.UserError(str(err))
+
+
+def _versions_value(env):
+    key = "_ANSOR_VERSIONS_NODE"
+    if key not in env:
+        from ansor_build.backend import versions
+
+        ansor = _ansor()
+        parts = {"ansor-build": ansor.version.__version__, **versions()}
+        env[key] = env.Value(" ".join(f"{k}={v}" for k, v in sorted(parts.items())))
+    return env[key]
+
+
+def _process_env(env):
+    process_env = dict(env["ENV"])
+    for name, value in os.environ.items():
+        if name in _PASS_ENV or name.startswith(_PASS_ENV_PREFIXES):
+            process_env.setdefault(name, value)
+    return process_env
+
+
+def _shape_flags(shapes):
+    if not shapes:
+        return ""
+    if isinstance(shapes, str):
+        shapes = _ansor().model.parse_shapes(shapes)
+    return " ".join(f"--shape {name}={','.join(str(d) for d in dims)}" for name, dims in sorted(shapes.items()))
+
+
+def ansor_model(env, target, source, **overrides):
+    """Declare the package directory `target` built from the ONNX model `source` for `ANSOR_TARGET`.
+
+    Returns the package's file nodes (manifest.json first).
+    """
+    ansor = _ansor()
+    env = env.Override(overrides) if overrides else env
+    target_yaml = env.subst("$ANSOR_TARGET")
+    if not target_yaml:
+        raise SCons.Errors.UserError(f"AnsorModel('{target}'): set ANSOR_TARGET to a target YAML file")
+    model = env.arg2nodes(source, env.File)[0] if not isinstance(source, (list, tuple)) else \
+        env.arg2nodes(source[0], env.File)[0]
+    try:
+        spec = ansor.target.load_target(env.File(target_yaml).srcnode().abspath)
+        files = ansor.package.layout.package_files(spec)
+        extra = ansor.model.external_data_files(model.srcnode().abspath) if model.exists() else []
+        shape_flags = _shape_flags(env.get("ANSOR_SHAPES"))
+    except ansor.AnsorError as err:
+        raise _user_error(err) from None
+    out = env.Dir(target)
+    targets = [out.File(name) for name in files]
+    # Source order matters to $ANSOR_COM: the model first, the target YAML second.
+    sources = [model, env.File(target_yaml), *[env.File(str(f)) for f in spec.files[1:]],
+               *[env.File(str(f)) for f in extra], *[env.File(str(f)) for f in ansor.runner.runner_sources()],
+               _versions_value(env)]
+    nodes = env._AnsorPackage(targets, sources, ANSOR_SHAPE_FLAGS=shape_flags, ENV=_process_env(env))
+    env.Clean(nodes, [out, out.File(f"../{out.name}.link.log")])
+    return nodes
+
+
+def ansor_check(env, package, model, **overrides):
+    """Run the package in a fresh process and compare it with onnxruntime; writes PACKAGE.check.txt."""
+    env = env.Override(overrides) if overrides else env
+    package = env.arg2nodes(package, env.File)
+    manifest = package[0]
+    stamp = manifest.dir.File(f"../{manifest.dir.name}.check.txt")
+    return env._AnsorCheck(stamp, [*package, *env.arg2nodes(model, env.File)], ENV=_process_env(env))
+
+
+def generate(env):
+    env.SetDefault(
+        ANSOR_PYTHON=sys.executable,
+        ANSOR_FLAGS="",
+        ANSOR_SHAPES={},
+        ANSOR_CHECK_REPEAT=50,
+        # $( $) keeps the interpreter's path out of the signature: checkouts on other machines share artifacts.
+        ANSOR_COM="$( $ANSOR_PYTHON $) -m ansor_build $ANSOR_FLAGS build ${SOURCES[0]} --target ${SOURCES[1]} "
+                  "-o ${TARGET.dir} $ANSOR_SHAPE_FLAGS",
+        ANSOR_COMSTR="",
+        ANSOR_CHECKCOM="$( $ANSOR_PYTHON $) -m ansor_build check ${SOURCES[0].dir} --model ${SOURCES[-1]} "
+                       "--repeat $ANSOR_CHECK_REPEAT --stamp $TARGET",
+        ANSOR_CHECKCOMSTR="",
+    )
+    env["BUILDERS"]["_AnsorPackage"] = SCons.Builder.Builder(
+        action=SCons.Action.Action("$ANSOR_COM", "$ANSOR_COMSTR"))
+    env["BUILDERS"]["_AnsorCheck"] = SCons.Builder.Builder(
+        action=SCons.Action.Action("$ANSOR_CHECKCOM", "$ANSOR_CHECKCOMSTR"))
+    env.AddMethod(ansor_model, "AnsorModel")
+    env.AddMethod(ansor_check, "AnsorCheck")
+
+
+def exists(env):
+    try:
+        import ansor_build  # noqa: F401
+    except ImportError:
+        return False
+    return True
