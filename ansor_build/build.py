@@ -15,7 +15,7 @@ from .package import layout
 from .package.manifest import write_manifest
 from .package.readme import package_readme
 from .package.runtime_libs import runtime_libraries
-from .package.staging import staged_directory
+from .package.staging import no_empty_directory_on_failure, staged_directory
 from .target import load_target
 from .version import __version__
 
@@ -56,6 +56,11 @@ def build_package(model_path: str | Path, target_path: str | Path, out_dir: str 
     The directory is replaced atomically: a failed or interrupted build leaves the previous one (or none).
     """
     out_dir = Path(out_dir)
+    with no_empty_directory_on_failure(out_dir):
+        return _build(Path(model_path), Path(target_path), out_dir, shapes)
+
+
+def _build(model_path: Path, target_path: Path, out_dir: Path, shapes) -> BuildResult:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     target = load_target(target_path)
@@ -105,12 +110,13 @@ def build_package(model_path: str | Path, target_path: str | Path, out_dir: str 
 
 
 def _write_runner(stage: Path, target, cxx: str) -> None:
-    from .runner import build_runner
+    from .runner.cache import cached_runner
 
     (stage / "src").mkdir()
     for source in layout.device_sources():
         shutil.copyfile(source, stage / "src" / source.name)
     if layout.RUNNER_BIN in layout.runner_files(target):
         (stage / "bin").mkdir()
-        build_runner(stage / layout.RUNNER_BIN, cxx=cxx, runtime_dir=stage / layout.RUNTIME_DIR,
-                     extra_flags=target.cxx_flags)
+        hit = cached_runner(stage / layout.RUNNER_BIN, cxx=cxx, runtime_dir=stage / layout.RUNTIME_DIR,
+                            extra_flags=target.cxx_flags)
+        log.debug("runner %s", "from cache" if hit else "built")

@@ -40,7 +40,13 @@ def staged_directory(out: Path):
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+@contextlib.contextmanager
+def no_empty_directory_on_failure(out: Path):
+    """SCons creates a target's directory before building it: a failed build must not leave it behind empty."""
+    try:
+        yield
+    except BaseException:
+        if out.is_dir() and not any(path.is_file() or path.is_symlink() for path in out.rglob("*")):
+            shutil.rmtree(out, ignore_errors=True)  # only empty directories (SCons makes bin/, runtime/ too)
+        raise
+

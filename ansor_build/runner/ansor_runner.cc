@@ -49,6 +49,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "npy.h"
@@ -105,7 +106,7 @@ const char* kUsage =
     "  --repeat      timed runs (default 10)\n"
     "  --device      cpu (default) or cuda\n"
     "  --threads     runtime threads (sets TVM_NUM_THREADS; default: manifest runtime.threads\n"
-    "                unless TVM_NUM_THREADS is set)\n";
+    "                else all CPUs, unless TVM_NUM_THREADS is set)\n";
 
 int ParseInt(const std::string& flag, const std::string& v, int min_value) {
   char* end = nullptr;
@@ -592,8 +593,12 @@ int Run(int argc, char** argv) {
   // threads: must be set before the runtime's thread pool starts (first parallel call)
   if (opt.threads > 0) {
     ::setenv("TVM_NUM_THREADS", std::to_string(opt.threads).c_str(), 1);
-  } else if (man.threads > 0 && std::getenv("TVM_NUM_THREADS") == nullptr) {
-    ::setenv("TVM_NUM_THREADS", std::to_string(man.threads).c_str(), 1);
+  } else if (std::getenv("TVM_NUM_THREADS") == nullptr) {
+    // TVM's default on x86 is half the CPUs (it assumes hyper-threads): one thread on a 2-core device.
+    // Like loader.py: the target's runtime.threads, else every CPU of this machine.
+    unsigned cpus = std::thread::hardware_concurrency();
+    int n = man.threads > 0 ? man.threads : static_cast<int>(cpus > 0 ? cpus : 1);
+    ::setenv("TVM_NUM_THREADS", std::to_string(n).c_str(), 1);
   }
 
   // inputs (read before loading the model so that file errors come first)

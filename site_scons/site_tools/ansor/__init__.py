@@ -40,15 +40,12 @@ def _user_error(err):
     return SCons.Errors.UserError(str(err))
 
 
-def _versions_value(env):
-    key = "_ANSOR_VERSIONS_NODE"
-    if key not in env:
-        from ansor_build.backend import versions
+def _versions():
+    """`ansor-build=X apache-tvm=Y apache-tvm-ffi=Z`, read from package metadata (TVM is not imported)."""
+    from ansor_build.backend import versions
 
-        ansor = _ansor()
-        parts = {"ansor-build": ansor.version.__version__, **versions()}
-        env[key] = env.Value(" ".join(f"{k}={v}" for k, v in sorted(parts.items())))
-    return env[key]
+    parts = {"ansor-build": _ansor().version.__version__, **versions()}
+    return " ".join(f"{k}={v}" for k, v in sorted(parts.items()))
 
 
 def _process_env(env):
@@ -91,7 +88,7 @@ def ansor_model(env, target, source, **overrides):
     # Source order matters to $ANSOR_COM: the model first, the target YAML second.
     sources = [model, env.File(target_yaml), *[env.File(str(f)) for f in spec.files[1:]],
                *[env.File(str(f)) for f in extra], *[env.File(str(f)) for f in ansor.runner.runner_sources()],
-               _versions_value(env)]
+               env.Value(env.subst("$ANSOR_VERSIONS"))]
     nodes = env._AnsorPackage(targets, sources, ANSOR_SHAPE_FLAGS=shape_flags, ENV=_process_env(env))
     env.Clean(nodes, [out, out.File(f"../{out.name}.link.log")])
     return nodes
@@ -109,6 +106,7 @@ def ansor_check(env, package, model, **overrides):
 def generate(env):
     env.SetDefault(
         ANSOR_PYTHON=sys.executable,
+        ANSOR_VERSIONS=_versions(),
         ANSOR_FLAGS="",
         ANSOR_SHAPES={},
         ANSOR_CHECK_REPEAT=50,

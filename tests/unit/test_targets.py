@@ -1,0 +1,98 @@
+"""Target YAML loading: presets, extends, validation messages (no TVM)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansor_build.errors import InputError
+from ansor_build.target import load_target
+
+from helpers import PRESETS
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in PRESETS.glob("*.yaml")))
+def test_every_preset_loads(preset):
+    target = load_target(PRESETS / preset)
+    assert target.tvm["kind"] in ("llvm", "cuda")
+    assert target.triple
+
+
+def test_avx2_preset_extends_generic():
+    target = load_target(PRESETS / "x86_64-avx2.yaml")
+    assert target.tvm == {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell",
+                          "mattr": ["+avx2", "+fma"]}
+    assert [p.name for p in target.files] == ["x86_64-avx2.yaml", "x86_64.yaml"]
+    assert target.name == "x86_64-avx2"
+    assert target.runs_on_host
+
+
+def test_extends_relative_path_and_deep_merge(tmp_path):
+    write(tmp_path, "base.yaml", "tvm: {kind: llvm, mtriple: x86_64-linux-gnu, mattr: ['+sse4.2']}\n"
+                                 "runtime: {threads: 4}\n")
+    child = write(tmp_path, "child.yaml", "extends: base.yaml\nname: mine\ntvm: {mcpu: skylake}\n")
+    target = load_target(child)
+    assert target.name == "mine"
+    assert target.tvm == {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mattr": ["+sse4.2"], "mcpu": "skylake"}
+    assert target.threads == 4
+    assert target.files == (child, tmp_path / "base.yaml")
+
+
+def test_key_ignores_description_but_not_tvm(tmp_path):
+    a = load_target(write(tmp_path, "a.yaml", "description: one\ntvm: {kind: llvm, mtriple: x86_64-linux-gnu}\n"))
+    b = load_target(write(tmp_path, "b.yaml", "description: two\ntvm: {kind: llvm, mtriple: x86_64-linux-gnu}\n"))
+    c = load_target(write(tmp_path, "c.yaml", "tvm: {kind: llvm, mtriple: x86_64-linux-gnu, mcpu: haswell}\n"))
+    assert a.key() == b.key() != c.key()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("tvm: {kind: llvm, mtriple: x86_64-linux-gnu, mcpuu: haswell}\n",
+     "tvm.mcpuu: unknown key; did you mean 'tvm.mcpu'?"),
+    ("tvmm: {kind: llvm}\n", "tvmm: unknown key; did you mean 'tvm'?"),
+    ("tvm: {kind: llvm, mtriple: x86_64-linux-gnu, num-cores: two}\n",
+     "tvm.num-cores: expected an integer, found string 'two'"),
+    ("tvm: {kind: llvm, mtriple: x86_64-linux-gnu, mattr: +avx2}\n",
+     "tvm.mattr: expected a list of strings, found string '+avx2'"),
+    ("tvm: {kind: vulkan}\n", "tvm.kind: 'vulkan' is not allowed (expected one of: llvm, cuda)"),
+    ("tvm: {kind: llvm, mtriple: x86_64-linux-gnu, num-cores: 0}\n", "tvm.num-cores: 0 is too small (minimum 1)"),
+    ("runtime: {runner: yes please}\ntvm: {kind: llvm}\n", "runtime.runner: expected true or false"),
+    ("tvm: {kind: llvm}\n", "tvm.mtriple: missing"),
+    ("description: x\n", "tvm.kind: missing"),
+    ("tvm: {kind: cuda, host: {kind: llvm, mtriple: x86_64-linux-gnu}}\n", "tvm.arch: missing"),
+    ("- a\n- b\n", "top level: expected a mapping of keys, found list"),
+    ("tvm: {kind: llvm\n", "invalid YAML"),
+    ("extends: x86-64\n", "extends: no preset named 'x86-64'; did you mean 'x86_64'?"),
+    ("extends: ../nowhere.yaml\n", "extends: file '../nowhere.yaml' not found"),
+])
+def test_bad_target_one_line_error(tmp_path, text, expected):
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(InputError) as info:
+        load_target(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_error_in_extended_file_names_that_file(tmp_path):
+    base = write(tmp_path, "base.yaml", "tvm: {kind: llvm, mtriple: x86_64-linux-gnu, mcpu: 3}\n")
+    child = write(tmp_path, "child.yaml", "extends: base.yaml\n")
+    with pytest.raises(InputError, match=f"^{base}: tvm.mcpu: expected a string, found integer 3"):
+        load_target(child)
+
+
+def test_extends_cycle(tmp_path):
+    write(tmp_path, "a.yaml", "extends: b.yaml\n")
+    write(tmp_path, "b.yaml", "extends: a.yaml\n")
+    with pytest.raises(InputError, match="extends: cycle"):
+        load_target(tmp_path / "a.yaml")
+
+
+def test_missing_target_file(tmp_path):
+    with pytest.raises(InputError, match="target file not found"):
+        load_target(tmp_path / "nope.yaml")
