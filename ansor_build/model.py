@@ -128,10 +128,13 @@ def load_model(path: str | Path, shapes: dict[str, list[int]] | None = None) -> 
 
 def _resolve_inputs(proto, path: Path, shapes: dict[str, list[int]]) -> list[TensorSig]:
     initializers = {init.name for init in proto.graph.initializer}
+    graph_inputs = [value for value in proto.graph.input if value.name not in initializers]
+    unknown = sorted(set(shapes) - {value.name for value in graph_inputs})
+    if unknown:
+        names = ", ".join(value.name for value in graph_inputs)
+        raise InputError(f"{path}: shape given for unknown input '{unknown[0]}' (model inputs: {names})")
     result = []
-    for value in proto.graph.input:
-        if value.name in initializers:
-            continue
+    for value in graph_inputs:
         ttype = value.type.tensor_type
         dtype = _ONNX_DTYPES.get(ttype.elem_type)
         if dtype is None:
@@ -155,9 +158,6 @@ def _resolve_inputs(proto, path: Path, shapes: dict[str, list[int]]) -> list[Ten
                              f"static shape, e.g. --shape {value.name}={','.join(str(x) if isinstance(x, int) and x > 0 else '1' for x in dims)}"
                              f" (SCons: ANSOR_SHAPES)")
         result.append(TensorSig(value.name, tuple(int(d) for d in dims), dtype))
-    if shapes:
-        names = ", ".join(s.name for s in result)
-        raise InputError(f"{path}: shape given for unknown input '{next(iter(shapes))}' (model inputs: {names})")
     return result
 
 

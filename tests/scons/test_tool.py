@@ -94,3 +94,18 @@ def test_failed_build_leaves_nothing_half_written(project):
     assert "models/mlp.onnx: not a valid ONNX model" in proc.stderr
     assert not (project.root / "build/dev/mlp").exists()
     assert (project.root / "build/dev/mobilenet/manifest.json").exists()  # -k: the other package still builds
+
+
+def test_external_data_file_is_a_dependency(project):
+    import onnx
+
+    path = project.root / "models/mlp.onnx"
+    onnx.save_model(zoo.make_model("mlp"), str(path), save_as_external_data=True, location="mlp.weights",
+                    size_threshold=0)
+    assert project.built(project.scons("-j2")) == BOTH
+    assert project.built(project.scons()) == []
+    weights = project.root / "models/mlp.weights"
+    data = bytearray(weights.read_bytes())
+    data[0:4] = b"\0\0\0\0"
+    weights.write_bytes(bytes(data))
+    assert project.built(project.scons()) == ["build/dev/mlp"]

@@ -18,6 +18,7 @@ import sys
 import SCons.Action
 import SCons.Builder
 import SCons.Errors
+import SCons.Scanner
 
 # Environment variables the ansor-build subprocess sees besides SCons's own minimal ENV (PATH is needed for
 # cross compilers installed outside /usr/bin; TVM_* and ANSOR_BUILD_* are the knobs documented in the README).
@@ -79,7 +80,6 @@ def ansor_model(env, target, source, **overrides):
     try:
         spec = ansor.target.load_target(env.File(target_yaml).srcnode().abspath)
         files = ansor.package.layout.package_files(spec)
-        extra = ansor.model.external_data_files(model.srcnode().abspath) if model.exists() else []
         shape_flags = _shape_flags(env.get("ANSOR_SHAPES"))
     except ansor.AnsorError as err:
         raise _user_error(err) from None
@@ -87,11 +87,19 @@ def ansor_model(env, target, source, **overrides):
     targets = [out.File(name) for name in files]
     # Source order matters to $ANSOR_COM: the model first, the target YAML second.
     sources = [model, env.File(target_yaml), *[env.File(str(f)) for f in spec.files[1:]],
-               *[env.File(str(f)) for f in extra], *[env.File(str(f)) for f in ansor.runner.runner_sources()],
+               *[env.File(str(f)) for f in ansor.runner.runner_sources()],
                env.Value(env.subst("$ANSOR_VERSIONS"))]
     nodes = env._AnsorPackage(targets, sources, ANSOR_SHAPE_FLAGS=shape_flags, ENV=_process_env(env))
     env.Clean(nodes, [out, out.File(f"../{out.name}.link.log")])
     return nodes
+
+
+def _scan_external_data(node, env, path):
+    """Implicit dependencies of an ONNX model: its external-data files (works for generated models too)."""
+    if not str(node).endswith(".onnx") or not node.exists():
+        return []
+    files = _ansor().model.external_data_files(node.srcnode().abspath if node.srcnode().exists() else node.abspath)
+    return [node.dir.File(str(f.relative_to(node.srcnode().dir.abspath))) for f in files]
 
 
 def ansor_check(env, package, model, **overrides):
@@ -119,7 +127,8 @@ def generate(env):
         ANSOR_CHECKCOMSTR="",
     )
     env["BUILDERS"]["_AnsorPackage"] = SCons.Builder.Builder(
-        action=SCons.Action.Action("$ANSOR_COM", "$ANSOR_COMSTR"))
+        action=SCons.Action.Action("$ANSOR_COM", "$ANSOR_COMSTR"),
+        source_scanner=SCons.Scanner.Scanner(_scan_external_data, name="AnsorOnnx"))
     env["BUILDERS"]["_AnsorCheck"] = SCons.Builder.Builder(
         action=SCons.Action.Action("$ANSOR_CHECKCOM", "$ANSOR_CHECKCOMSTR"))
     env.AddMethod(ansor_model, "AnsorModel")
