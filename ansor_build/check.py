@@ -16,6 +16,7 @@ import numpy as np
 from .errors import AnsorError, ToolError
 from .package.layout import LOADER
 from .package.manifest import read_manifest
+from .runner.run import package_emulator, run_runner
 
 # float32 outputs of TVM and onnxruntime differ by summation order only: |a - b| <= ATOL + RTOL * |b|.
 RTOL = 1e-3
@@ -32,12 +33,15 @@ class CheckResult:
     ok: bool
     latency_ms: float | None
     ort_latency_ms: float | None
+    emulator: str | None = None  # the emulator that ran a cross-built package (its latency means nothing)
 
     def line(self) -> str:
         verdict = "OK" if self.ok else "MISMATCH"
         text = (f"{self.package}: {verdict} vs onnxruntime (max abs diff {self.max_abs_diff:.2e}, "
                 f"tolerance {ATOL:g} + {RTOL:g}*|ref|)")
-        if self.latency_ms is not None and self.ort_latency_ms is not None:
+        if self.emulator:
+            text += f"; ran bin/ansor_runner under {self.emulator}"
+        elif self.latency_ms is not None and self.ort_latency_ms is not None:
             text += (f"; latency {self.latency_ms:.3f} ms, onnxruntime {self.ort_latency_ms:.3f} ms "
                      f"({self.latency_ms / self.ort_latency_ms:.2f}x)")
         return text
@@ -123,12 +127,21 @@ def compare(outputs: list[np.ndarray], reference: list[np.ndarray]) -> tuple[flo
 
 
 def check_package(package: str | Path, model_path: str | Path, repeat: int = 0, seed: int = 0) -> CheckResult:
-    """Run `package` in a fresh process and onnxruntime here on the same random inputs; compare."""
+    """Run `package` in a fresh process and onnxruntime here on the same random inputs; compare.
+
+    A package for this machine's CPU runs with its Python loader; one for another CPU runs its C++ runner under
+    the target's emulator (e.g. qemu-aarch64), as recorded in its manifest.
+    """
     package = Path(package)
     manifest = read_manifest(package)
     arrays = sample_inputs(manifest, seed)
-    outputs, summary = run_in_fresh_process(package, arrays, repeat)
-    reference, ort_latency = reference_outputs(Path(model_path), manifest, arrays, repeat)
+    emulator = package_emulator(package, manifest)
+    if emulator is None:
+        outputs, summary = run_in_fresh_process(package, arrays, repeat)
+        latency = summary.get("latency", {}).get("median_ms")
+    else:
+        outputs, latency = run_runner(package, arrays, emulator=emulator)
+    reference, ort_latency = reference_outputs(Path(model_path), manifest, arrays, 0 if emulator else repeat)
     max_abs, max_rel, ok = compare(outputs, reference)
-    latency = summary.get("latency", {}).get("median_ms")
-    return CheckResult(package, max_abs, max_rel, ok, latency, ort_latency)
+    return CheckResult(package, max_abs, max_rel, ok, latency, ort_latency,
+                       emulator=Path(emulator[0]).name if emulator else None)

@@ -21,13 +21,31 @@ def _shapes(values: list[str]) -> dict[str, list[int]]:
     return parse_shapes(" ".join(values))
 
 
+def _tuning(args, default_mode: str):
+    from .target import load_target
+    from .tuning.options import resolve_options
+
+    return resolve_options(load_target(args.target), mode=args.tune or default_mode, tuning_dir=args.tuning_dir,
+                           trials=args.trials, trials_per_task=args.trials_per_task, time_budget=args.time_budget)
+
+
 def cmd_build(args) -> int:
     from .build import build_package
 
-    result = build_package(args.model, args.target, args.output, shapes=_shapes(args.shape))
+    tuning = None if args.records else _tuning(args, "incremental" if args.tuning_dir else "off")
+    result = build_package(args.model, args.target, args.output, shapes=_shapes(args.shape), tuning=tuning,
+                           records_file=args.records)
     t = result.timings
-    log.info("built %s (%d subgraphs; import %.1fs, compile %.1fs, package %.1fs)", result.package,
-             len(result.tasks), t["import"], t["compile"], t["package"])
+    log.info("built %s (%d subgraphs, %d with records; import %.1fs, tune %.1fs, compile %.1fs, package %.1fs)",
+             result.package, len(result.tasks), result.manifest["tuning"]["records"], t["import"], t["tune"],
+             t["compile"], t["package"])
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from .build import tune_model
+
+    tune_model(args.model, args.target, _tuning(args, "incremental"), args.records_out, shapes=_shapes(args.shape))
     return 0
 
 
@@ -53,25 +71,29 @@ def cmd_run(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from . import backend
-    from .backend import frontend, partition
-    from .model import load_model
+    from .build import prepare
+    from .tuning import make_plan, open_store
+
     from .target import load_target
 
-    target = load_target(args.target)
-    model = load_model(args.model, _shapes(args.shape))
-    tvm_target = backend.make_target(target.tvm)
-    fused = partition.fuse(frontend.import_onnx(model), tvm_target)
-    tasks, _ = partition.extract_tasks(fused, tvm_target)
+    options = _tuning(args, "incremental" if args.tuning_dir else "off")
+    prepared = prepare(Path(args.model), load_target(args.target), _shapes(args.shape), tuned=bool(args.tuning_dir))
+    target, tasks = prepared.target, prepared.tasks
+    store = open_store(options.tuning_dir, target.tuned_tvm()) if options.tuning_dir else None
+    plan = make_plan(tasks, store, options)
+    flops = {task.key: task.flops for task in tasks}
     if args.json:
-        print(json.dumps({"model": str(model.path), "target": target.name, "target_key": target.key(),
-                          "tasks": [task.as_dict() for task in tasks]}, indent=2))
+        rows = [dict(row.as_dict(), flops=flops[row.key]) for row in plan.tasks]
+        print(json.dumps({"model": str(prepared.model.path), "target": target.name,
+                          "tuning_dir": str(store.directory) if store else None, "plan": plan.line(),
+                          "tasks": rows}, indent=2))
         return 0
-    print(f"{model.path} for {target.name}: {len(tasks)} tasks ({sum(t.weight for t in tasks)} subgraph calls)")
-    print(f"{'key':<16}  {'weight':>6}  {'MFLOP':>9}  name")
-    for task in tasks:
-        mflop = f"{task.flops / 1e6:9.3f}" if task.flops is not None else f"{'?':>9}"
-        print(f"{task.key:<16}  {task.weight:>6}  {mflop}  {task.name}")
+    print(f"{prepared.model.path} for {target.name}: {plan.line()}")
+    print(f"{'key':<16}  {'weight':>6}  {'MFLOP':>9}  {'status':<11}  {'trials':>6}  {'best':>10}  name")
+    for row in plan.tasks:
+        mflop = f"{flops[row.key] / 1e6:9.3f}" if flops[row.key] is not None else f"{'?':>9}"
+        best = f"{row.best_us:.1f} us" if row.best_us is not None else "-"
+        print(f"{row.key:<16}  {row.weight:>6}  {mflop}  {row.status:<11}  {row.trials:>6}  {best:>10}  {row.name}")
     return 0
 
 
@@ -99,10 +121,28 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
                        help="static shape for an input with symbolic dims (repeatable)")
 
-    p = sub.add_parser("build", help="compile a model into a package directory")
+    def tuning_args(p):
+        g = p.add_argument_group("tuning")
+        g.add_argument("--tuning-dir", metavar="DIR", help="tuning records (one database per target inside)")
+        g.add_argument("--tune", choices=("off", "reuse", "incremental", "full"),
+                       help="off: default schedules; reuse: apply records, never measure; incremental: tune only "
+                            "new or under-tuned subgraphs (default with --tuning-dir); full: tune all again")
+        g.add_argument("--trials", type=int, metavar="N", help="cap on trials measured by this build")
+        g.add_argument("--trials-per-task", type=int, metavar="N", help="trials that make a subgraph fully tuned")
+        g.add_argument("--time-budget", type=float, metavar="SECONDS", help="wall-clock budget for tuning")
+
+    p = sub.add_parser("build", help="compile a model into a package directory (tuning first, if asked)")
     model_args(p)
     p.add_argument("--output", "-o", required=True, help="package directory to write (replaced atomically)")
+    tuning_args(p)
+    p.add_argument("--records", metavar="FILE", help="apply exactly these records (written by `tune`); no tuning")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("tune", help="tune a model's new or changed subgraphs; write the records a build applies")
+    model_args(p)
+    tuning_args(p)
+    p.add_argument("--records-out", required=True, metavar="FILE", help="applied records (rewritten only on change)")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("run", help="load a package in this process, run it, print outputs and latency")
     p.add_argument("package")
@@ -113,8 +153,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("inspect", help="list the model's fused subgraphs (tuning tasks) for a target")
+    p = sub.add_parser("inspect", help="list the model's fused subgraphs (tuning tasks) and the tuning plan")
     model_args(p)
+    tuning_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
 

@@ -6,9 +6,19 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 
-# A C++ compiler links model.so and the package runner (present on most images; installed when missing).
-if ! command -v g++ >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null
+# Debian packages: g++ links model.so and the package runner; the cross compilers build ARM packages
+# (aarch64, armv7 hard-float) and qemu-user runs the aarch64 ones on this machine (tests, examples).
+DEBS=(g++ g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user)
+TOOLS=(g++ aarch64-linux-gnu-g++ arm-linux-gnueabihf-g++ qemu-aarch64)
+missing=()
+for i in "${!DEBS[@]}"; do
+    command -v "${TOOLS[$i]}" >/dev/null 2>&1 || missing+=("${DEBS[$i]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # ansor-build (editable, so the SCons tool and target presets come from this checkout) with the test extra.

@@ -1,10 +1,13 @@
-"""Shared fixtures. Tiers (by directory): unit (no TVM), tvm (real compiles), scons (real SCons builds)."""
+"""Shared fixtures. Tiers (by directory): unit (no TVM), tvm (real compiles), scons (real SCons builds),
+cross (cross-compiled ARM and GPU packages)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+from helpers import HOST_TARGET
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +19,13 @@ def zoo_dir(tmp_path_factory) -> Path:
     for name in zoo.NAMES:
         zoo.write_model(name, out / f"{name}.onnx")
     return out
+
+
+@pytest.fixture(scope="session")
+def packages(zoo_dir, tmp_path_factory):
+    """name -> package directory, each built with `build_package` for the host AVX2 target (tvm and cross tiers)."""
+    from ansor_build import zoo
+    from ansor_build.build import build_package
+
+    out = tmp_path_factory.mktemp("packages")
+    return {name: build_package(zoo_dir / f"{name}.onnx", HOST_TARGET, out / name).package for name in zoo.NAMES}

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import shutil
 from pathlib import Path
 
-from ..errors import InputError, ToolError
-from . import import_tvm
+from ..errors import AnsorError, ToolError
+from . import cuda, import_tvm
 
 # TVM relax backend package per target kind.
 _BACKENDS = {"llvm": "cpu_generic", "cuda": "cuda"}
@@ -34,7 +33,8 @@ def compile_fused(fused, target, database=None):
         with target:
             return lower(mod)
 
-    return tvm.compile(mod, target, relax_pipeline=_lower)
+    with cuda.source_kept(target):  # GPU kernels stay CUDA C here; export_library compiles them with nvcc
+        return tvm.compile(mod, target, relax_pipeline=_lower)
 
 
 def _default_schedules(target) -> list:
@@ -47,24 +47,25 @@ def _default_schedules(target) -> list:
                                     dl.gpu.Fallback())]
 
 
-def find_compiler(cxx: str, target_name: str, debian_package: str | None) -> str:
-    """The absolute path of the target's C++ compiler, or a one-line error saying how to install it."""
-    found = shutil.which(cxx)
-    if found:
-        return found
-    hint = f"; install it with: apt-get install {debian_package}" if debian_package else ""
-    raise InputError(f"target '{target_name}': C++ compiler '{cxx}' not found on PATH{hint}")
+def export_library(executable, path: Path, cxx: str, flags: list[str], log_path: Path, *,
+                   device_code: "cuda.DeviceCode | None" = None, target=None) -> None:
+    """Link the executable into `path` with the target's compiler; a failure keeps the command and log.
 
-
-def export_library(executable, path: Path, cxx: str, flags: list[str], log_path: Path) -> None:
-    """Link the executable into `path` with the target's compiler; a failure keeps the command and log."""
+    With `device_code` (GPU targets; `target` is the TVM target), the kernels are compiled to device code by nvcc
+    and embedded instead of their CUDA source.
+    """
     import_tvm()
     from tvm.support import cc
 
     options = ["-O2", *flags]
     fcompile = cc.cross_compiler(cxx, options=options)
+    extra = {}
+    if device_code is not None:
+        extra["fpack_imports"] = cuda.pack_imports_with_device_code(target, device_code)
     try:
-        executable.export_library(str(path), fcompile=fcompile)
+        executable.export_library(str(path), fcompile=fcompile, **extra)
+    except AnsorError:
+        raise
     except Exception as err:  # noqa: BLE001 - TVM wraps compiler failures in RuntimeError/TVMError
         log_path.write_text(str(err), encoding="utf-8")
         lines = [line for line in str(err).splitlines() if line.strip()]

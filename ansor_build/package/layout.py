@@ -10,10 +10,11 @@ RUNNER_BIN = "bin/ansor_runner"
 RUNTIME_DIR = "runtime"
 FORMAT_VERSION = 1
 
-# TVM runtime libraries per device kind; names inside runtime/.
+# TVM runtime libraries per device kind; names inside runtime/. libtvm_runtime_cuda.so links libcudart.so.13
+# (found beside it: its RUNPATH is $ORIGIN) and the driver's libcuda.so.1 (the device's).
 RUNTIME_LIBS = {
     "cpu": ("libtvm_runtime.so", "libtvm_ffi.so"),
-    "cuda": ("libtvm_runtime.so", "libtvm_ffi.so", "libtvm_runtime_cuda.so"),
+    "cuda": ("libtvm_runtime.so", "libtvm_ffi.so", "libtvm_runtime_cuda.so", "libcudart.so.13"),
 }
 
 

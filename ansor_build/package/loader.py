@@ -45,6 +45,17 @@ def runtime_threads(manifest: dict) -> int:
     return manifest.get("runtime", {}).get("threads") or os.cpu_count() or 1
 
 
+def _preload_cuda_runtime(directory: Path) -> None:
+    """Load the package's CUDA runtime (libcudart) before TVM: TVM's CUDA runtime library then finds it by name.
+
+    Without it, `import tvm` loads TVM's CUDA runtime only where a CUDA toolkit's libcudart is on the library path.
+    """
+    import ctypes
+
+    for lib in sorted((directory / "runtime").glob("libcudart.so*")):
+        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+
+
 class Package:
     """A loaded package: call it with numpy arrays (positional, in manifest order) or a dict by input name."""
 
@@ -55,11 +66,16 @@ class Package:
             # Read once, when TVM's thread pool starts. Without it TVM uses half the CPUs on x86 (it assumes
             # hyper-threads), which is one thread on a 2-core machine.
             os.environ["TVM_NUM_THREADS"] = str(runtime_threads(self.manifest))
+        kind = device or self.manifest.get("target", {}).get("device", "cpu")
+        if kind == "cuda":
+            _preload_cuda_runtime(self.directory)
         import tvm
         from tvm.runtime.vm import VirtualMachine
 
         self._tvm = tvm
-        kind = device or self.manifest.get("target", {}).get("device", "cpu")
+        if kind == "cuda" and tvm.get_global_func("ffi.Module.load_from_bytes.cuda", allow_missing=True) is None:
+            raise OSError("this GPU package needs TVM's CUDA runtime, which did not load: it needs an NVIDIA GPU "
+                          "driver (libcuda.so.1) on this machine")
         self.device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
         module = tvm.runtime.load_module(str(self.directory / "model.so"))
         self._vm = VirtualMachine(module, self.device)

@@ -89,7 +89,7 @@ struct Options {
   std::string output_dir;
   int warmup = 1;
   int repeat = 10;
-  std::string device = "cpu";
+  std::string device;  // empty: the manifest's target.device, else cpu
   int threads = 0;  // 0: not given
 };
 
@@ -104,7 +104,7 @@ const char* kUsage =
     "  --output-dir  write output k as DIR/output_<k>.npy\n"
     "  --warmup      untimed runs before timing (default 1)\n"
     "  --repeat      timed runs (default 10)\n"
-    "  --device      cpu (default) or cuda\n"
+    "  --device      cpu or cuda (default: the manifest's target.device, else cpu)\n"
     "  --threads     runtime threads (sets TVM_NUM_THREADS; default: manifest runtime.threads\n"
     "                else all CPUs, unless TVM_NUM_THREADS is set)\n";
 
@@ -439,6 +439,7 @@ struct Manifest {
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   int threads = 0;
+  std::string device;  // target.device: "cpu" or "cuda"
 };
 
 std::optional<ffi::Any> MapGet(const ffi::Map<ffi::Any, ffi::Any>& m, const char* key) {
@@ -501,6 +502,13 @@ Manifest ReadManifest(const std::string& path) {
   man.present = true;
   man.inputs = ParseSpecs(*m, "inputs", path);
   man.outputs = ParseSpecs(*m, "outputs", path);
+  if (auto tg = MapGet(*m, "target")) {
+    if (auto tgm = tg->try_cast<ffi::Map<ffi::Any, ffi::Any>>()) {
+      if (auto dv = MapGet(*tgm, "device")) {
+        if (auto name = dv->try_cast<ffi::String>()) man.device = std::string(*name);
+      }
+    }
+  }
   if (auto rt = MapGet(*m, "runtime")) {
     if (auto rtm = rt->try_cast<ffi::Map<ffi::Any, ffi::Any>>()) {
       if (auto th = MapGet(*rtm, "threads")) {
@@ -589,6 +597,10 @@ int Run(int argc, char** argv) {
     throw RunnerError("manifest file not found: " + manifest_path);
   }
   Manifest man = ReadManifest(manifest_path);
+  if (opt.device.empty()) opt.device = man.device.empty() ? "cpu" : man.device;
+  if (opt.device != "cpu" && opt.device != "cuda") {
+    throw RunnerError("manifest target.device must be cpu or cuda, got '" + opt.device + "'");
+  }
 
   // threads: must be set before the runtime's thread pool starts (first parallel call)
   if (opt.threads > 0) {
@@ -627,7 +639,8 @@ int Run(int argc, char** argv) {
     if (!IsFile(lib)) lib = "libtvm_runtime_cuda.so";
     if (::dlopen(lib.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
       const char* e = ::dlerror();
-      throw RunnerError(std::string("cannot load the TVM CUDA runtime: ") + (e ? e : lib));
+      throw RunnerError(std::string("cannot load the TVM CUDA runtime (a GPU package needs an NVIDIA GPU and its "
+                                    "driver's libcuda.so.1): ") + (e ? e : lib));
     }
   }
 

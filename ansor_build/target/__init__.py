@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,17 @@ class Target:
     def tvm(self) -> dict:
         """The TVM target in dict form (`tvm.target.Target(target.tvm)`)."""
         return self.spec["tvm"]
+
+    def tuned_tvm(self) -> dict:
+        """The TVM target of builds that tune or apply records.
+
+        MetaSchedule needs `num-cores` on CPU targets, and records tuned for N cores are for N cores only: when the
+        target names none, the runtime thread count (else this machine's CPU count) is used, which also keys the
+        tuning database.
+        """
+        if self.kind == "llvm" and "num-cores" not in self.tvm:
+            return dict(self.tvm, **{"num-cores": self.threads or os.cpu_count() or 1})
+        return self.tvm
 
     @property
     def kind(self) -> str:
@@ -65,6 +77,27 @@ class Target:
     @property
     def debian_package(self) -> str | None:
         return self.spec.get("toolchain", {}).get("debian_package")
+
+    @property
+    def emulator(self) -> list[str]:
+        """The command prefix that runs the device's binaries on the build host (empty: none named)."""
+        return list(self.spec.get("toolchain", {}).get("emulator", []))
+
+    @property
+    def emulator_package(self) -> str | None:
+        return self.spec.get("toolchain", {}).get("emulator_package")
+
+    @property
+    def nvcc(self) -> str:
+        return self.spec.get("toolchain", {}).get("nvcc", "nvcc")
+
+    @property
+    def nvcc_package(self) -> str | None:
+        return self.spec.get("toolchain", {}).get("nvcc_package")
+
+    @property
+    def embed_ptx(self) -> bool:
+        return self.spec.get("runtime", {}).get("ptx", True)
 
     @property
     def runtime_libs(self) -> str:

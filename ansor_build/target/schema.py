@@ -46,20 +46,32 @@ SCHEMA: dict[str, Field] = {
         "cxx": Field("str", "C++ compiler that links model.so and the runner (default g++)"),
         "flags": Field("list[str]", "extra compiler/linker flags"),
         "debian_package": Field("str", "Debian package that provides cxx (named in the missing-compiler error)"),
+        "emulator": Field("list[str]", "command that runs the device's binaries on the build host, e.g. "
+                                       "[qemu-aarch64, -L, /usr/aarch64-linux-gnu] (checks of cross-built packages)"),
+        "emulator_package": Field("str", "Debian package that provides the emulator (named in the missing-tool error)"),
+        "nvcc": Field("str", "CUDA compiler that turns a GPU target's kernels into device code (default nvcc)"),
+        "nvcc_package": Field("str", "how to install nvcc (named in the missing-tool error)"),
     }),
     "runtime": Field("map", "what the package carries to run on the device", fields={
-        "libs": Field("str", "where the TVM runtime libraries come from: 'host' (this machine's TVM) or 'none'",
-                      choices=("host", "none")),
+        "libs": Field("str", "where the TVM runtime libraries come from: 'host' (this machine's TVM), 'wheel' (the "
+                             "PyPI wheels of the installed TVM versions for the target's arch) or 'none'",
+                      choices=("host", "wheel", "none")),
         "threads": Field("int", "TVM_NUM_THREADS the loaders set when the environment does not (default: num-cores)",
                          min=1),
         "runner": Field("bool", "build the C++ runner for the device (default true)"),
         "device": Field("str", "device the loaders run on", choices=("cpu", "cuda")),
+        "ptx": Field("bool", "GPU targets: also embed PTX for tvm.arch, which newer GPUs compile when loading "
+                             "(default true; the cubin for tvm.arch is always embedded)"),
     }),
     "tuning": Field("map", "tuning defaults (overridable per build)", fields={
         "trials": Field("int", "total measured trials", min=0),
         "trials_per_task": Field("int", "max trials for one task", min=0),
         "time_budget": Field("number", "wall-clock seconds for tuning", min=0),
+        "trials_per_iter": Field("int", "candidates measured per search round (default 32)", min=1),
+        "population": Field("int", "evolutionary search population per round (default 512; lower is faster)",
+                            min=4),
     }),
+
 }
 
 

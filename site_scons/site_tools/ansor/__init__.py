@@ -10,6 +10,13 @@ Thin glue: it declares builders, outputs and dependencies; `ansor_build` does th
 Rebuild signature: the command line (model, target and shape arguments; the interpreter path is excluded), the
 contents of the model and its external-data files, of the target YAML and every file it `extends`, of the runner
 sources, and the ansor-build / apache-tvm / apache-tvm-ffi versions.
+
+Tuning (ANSOR_TUNE=reuse|incremental|full) adds a step before the compile: `python -m ansor_build tune` writes
+PACKAGE.records.json, the records the package applies, and the compile depends on that file's content only. So a
+change of tuning mode or budget re-runs the (cheap, when nothing is left to tune) tuning step but recompiles only
+if the applied records change. The tuning step's signature adds the mode, the budgets, and the size/mtime of the
+record files of the model's tasks (listed in the previous PACKAGE.records.json): new records for those tasks
+re-run it, records of other models do not.
 """
 
 import os
@@ -31,6 +38,9 @@ def _ansor():
     import ansor_build.model
     import ansor_build.package.layout
     import ansor_build.target
+    import ansor_build.tuning
+    import ansor_build.tuning.driver
+
     import ansor_build.version
     import ansor_build.runner
 
@@ -89,7 +99,11 @@ def ansor_model(env, target, source, **overrides):
     sources = [model, env.File(target_yaml), *[env.File(str(f)) for f in spec.files[1:]],
                *[env.File(str(f)) for f in ansor.runner.runner_sources()],
                env.Value(env.subst("$ANSOR_VERSIONS"))]
-    nodes = env._AnsorPackage(targets, sources, ANSOR_SHAPE_FLAGS=shape_flags, ENV=_process_env(env))
+    records = _tuning_step(env, ansor, spec, out, sources, shape_flags)
+    if records is not None:
+        sources.append(records)
+    nodes = env._AnsorPackage(targets, sources, ANSOR_SHAPE_FLAGS=shape_flags, ENV=_process_env(env),
+                              ANSOR_RECORDS_FLAGS=f"--records {records.path}" if records is not None else "")
     env.Clean(nodes, [out, out.File(f"../{out.name}.link.log")])
     return nodes
 
@@ -100,6 +114,36 @@ def _scan_external_data(node, env, path):
         return []
     files = _ansor().model.external_data_files(node.srcnode().abspath if node.srcnode().exists() else node.abspath)
     return [node.dir.File(str(f.relative_to(node.srcnode().dir.abspath))) for f in files]
+
+
+def _tuning_flags(env) -> str:
+    flags = []
+    for var, flag in (("ANSOR_TRIALS", "--trials"), ("ANSOR_TRIALS_PER_TASK", "--trials-per-task"),
+                      ("ANSOR_TIME_BUDGET", "--time-budget")):
+        value = env.get(var)
+        if value not in (None, ""):
+            flags.append(f"{flag} {value}")
+    return " ".join(flags)
+
+
+def _tuning_step(env, ansor, spec, out, sources, shape_flags):
+    """The records file node that the package's compile depends on (None when tuning is off)."""
+    mode = env.subst("$ANSOR_TUNE") or "off"
+    if mode not in ansor.tuning.MODES:
+        raise SCons.Errors.UserError(f"ANSOR_TUNE: '{mode}' is not allowed (expected one of: "
+                                     f"{', '.join(ansor.tuning.MODES)})")
+    if mode == "off":
+        return None
+    tuning_dir = env.Dir(env.subst("$ANSOR_TUNING_DIR"))
+    records = out.File(f"../{out.name}.records.json")
+    store = ansor.tuning.TuningStore(tuning_dir.abspath, spec.tuned_tvm(), "")
+    keys = ansor.tuning.driver.records_file_tasks(records.abspath)
+    state = env.Value(f"tuning {mode} {_tuning_flags(env)} tasks {store.fingerprint(keys) if keys else 'unknown'}")
+    node = env._AnsorTune(records, [*sources, state], ANSOR_TUNING_FLAGS=_tuning_flags(env),
+                          ANSOR_SHAPE_FLAGS=shape_flags,
+                          ANSOR_TUNING_DIR_NODE=tuning_dir, ENV=_process_env(env))
+    env.Clean(node, out.Dir(f"../{out.name}.records.logs"))
+    return node[0]
 
 
 def ansor_check(env, package, model, **overrides):
@@ -120,8 +164,14 @@ def generate(env):
         ANSOR_CHECK_REPEAT=50,
         # $( $) keeps the interpreter's path out of the signature: checkouts on other machines share artifacts.
         ANSOR_COM="$( $ANSOR_PYTHON $) -m ansor_build $ANSOR_FLAGS build ${SOURCES[0]} --target ${SOURCES[1]} "
-                  "-o ${TARGET.dir} $ANSOR_SHAPE_FLAGS",
+                  "-o ${TARGET.dir} $ANSOR_SHAPE_FLAGS $ANSOR_RECORDS_FLAGS",
         ANSOR_COMSTR="",
+        ANSOR_TUNE="off",
+        ANSOR_TUNING_DIR="#tuning",
+        ANSOR_TUNECOM="$( $ANSOR_PYTHON $) -m ansor_build $ANSOR_FLAGS tune ${SOURCES[0]} --target ${SOURCES[1]} "
+                      "--tuning-dir $ANSOR_TUNING_DIR_NODE --tune $ANSOR_TUNE $ANSOR_TUNING_FLAGS "
+                      "$ANSOR_SHAPE_FLAGS --records-out $TARGET",
+        ANSOR_TUNECOMSTR="",
         ANSOR_CHECKCOM="$( $ANSOR_PYTHON $) -m ansor_build check ${SOURCES[0].dir} --model ${SOURCES[-1]} "
                        "--repeat $ANSOR_CHECK_REPEAT --stamp $TARGET",
         ANSOR_CHECKCOMSTR="",
@@ -129,7 +179,11 @@ def generate(env):
     env["BUILDERS"]["_AnsorPackage"] = SCons.Builder.Builder(
         action=SCons.Action.Action("$ANSOR_COM", "$ANSOR_COMSTR"),
         source_scanner=SCons.Scanner.Scanner(_scan_external_data, name="AnsorOnnx"))
+    env["BUILDERS"]["_AnsorTune"] = SCons.Builder.Builder(
+        action=SCons.Action.Action("$ANSOR_TUNECOM", "$ANSOR_TUNECOMSTR"),
+        source_scanner=SCons.Scanner.Scanner(_scan_external_data, name="AnsorOnnxTune"))
     env["BUILDERS"]["_AnsorCheck"] = SCons.Builder.Builder(
+
         action=SCons.Action.Action("$ANSOR_CHECKCOM", "$ANSOR_CHECKCOMSTR"))
     env.AddMethod(ansor_model, "AnsorModel")
     env.AddMethod(ansor_check, "AnsorCheck")

@@ -1,0 +1,95 @@
+"""Converting between the record store's JSON and MetaSchedule objects; the database a build applies."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..tuning.store import dumps
+from . import import_tvm
+
+
+def intrinsics_family(target) -> str:
+    """Which tensor intrinsics a target can use: only these are imported (all of them take ~30-55 s)."""
+    if target.kind.name == "cuda":
+        return "cuda"
+    triple = str(target.attrs.get("mtriple", ""))
+    return "arm_cpu" if triple.startswith(("aarch64", "arm")) else "x86"
+
+
+def import_intrinsics(family: str) -> None:
+    """Import one family of tensor intrinsics and make `import tvm.s_tir.tensor_intrin` a no-op.
+
+    MetaSchedule imports the whole package in the main process and in every builder worker; its __init__ imports
+    every family (26-55 s), which makes each build trial hit its timeout. Registering the package module without
+    running its __init__ and importing one family takes ~0.2 s. Also the initializer of builder workers.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    import_tvm()
+    name = "tvm.s_tir.tensor_intrin"
+    if name not in sys.modules:
+        spec = importlib.util.find_spec(name)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        sys.modules["tvm.s_tir"].tensor_intrin = module
+    importlib.import_module(f"{name}.{family}")
+
+
+def workload_json(mod) -> list:
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.database.Workload(mod).as_json()
+
+
+def record_from_measurement(trace, workload, run_secs, target, args_info) -> dict:
+    """The store's form of one measured candidate (run times in microseconds)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    as_json = ms.database.TuningRecord(trace, workload, run_secs, target, args_info).as_json()
+    return {"trace": as_json[0], "run_us": [float(s) * 1e6 for s in as_json[1]], "args_info": as_json[3]}
+
+
+def to_tuning_record(record: dict, workload, target):
+    from tvm.s_tir import meta_schedule as ms
+
+    as_json = [record["trace"], [us / 1e6 for us in record["run_us"]], target.export(), record["args_info"]]
+    return ms.database.TuningRecord.from_json(as_json, workload)
+
+
+def applied_records(store, keys: list[str]) -> dict[str, dict]:
+    """key -> the best record of each task that has one and beats the task's unscheduled code (what a build
+    applies). With few trials the best schedule found can be slower than no schedule (e.g. a small pooling)."""
+    chosen = {}
+    for key in keys:
+        entry = store.entry(key)
+        if not (entry.records and entry.header):
+            continue
+        if entry.default_us is not None and entry.best_us > entry.default_us:
+            continue
+        chosen[key] = {"name": entry.header.get("name"), "workload": entry.header["workload"],
+                       "record": entry.records[0]}
+    return chosen
+
+
+
+def records_digest(applied: dict[str, dict]) -> str:
+    """Identity of the applied records (part of the package's identity and of its cache key)."""
+    return hashlib.sha256(dumps({k: v["record"] for k, v in sorted(applied.items())}).encode()).hexdigest()
+
+
+def memory_database(applied: dict[str, dict], target, extra: dict[str, list[dict]] | None = None):
+    """A MetaSchedule MemoryDatabase holding the applied records (and `extra` records per key, for warm starts)."""
+    import_tvm()
+    from tvm.s_tir import meta_schedule as ms
+
+    database = ms.database.MemoryDatabase()
+    for key, item in sorted(applied.items()):
+        workload = database.commit_workload(ms.database.Workload.from_json(item["workload"]).mod)
+        database.commit_tuning_record(to_tuning_record(item["record"], workload, target))
+    for key, (workload_json, records) in sorted((extra or {}).items()):
+        workload = database.commit_workload(ms.database.Workload.from_json(workload_json).mod)
+        for record in records:
+            database.commit_tuning_record(to_tuning_record(record, workload, target))
+    return database

@@ -1,0 +1,207 @@
+"""Measuring with MetaSchedule (Ansor's ideas: rule-generated search space, evolutionary search, XGBoost cost
+model, gradient task scheduler) on the tasks a plan selects, writing every measured batch to the record store."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import AnsorError
+from ..tuning.options import FORBID_ENV, TuningOptions
+from ..tuning.plan import Plan
+from . import import_tvm
+from .records import import_intrinsics, intrinsics_family, record_from_measurement, workload_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskProgress:
+    key: str
+    name: str
+    weight: int
+    budget: int  # trials this build may measure for the task
+    trials: int = 0
+    best_us: float | None = None
+    default_us: float | None = None
+
+
+@dataclass
+class TuneResult:
+    """What one tuning run measured."""
+
+    tasks: list[TaskProgress]
+    trials: int = 0
+    seconds: float = 0.0
+    stopped: str = ""  # why tuning ended early: "", "time budget", "trial budget"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def trials_per_minute(self) -> float:
+        return self.trials / self.seconds * 60 if self.seconds else 0.0
+
+
+class StopTuning(Exception):
+    """Raised by the measure callback to end tuning early (the reason is the message)."""
+
+
+def check_allowed(plan: Plan) -> None:
+    if plan.to_tune and TuningOptions.forbidden():
+        names = ", ".join(f"{t.name} ({t.key}, {t.status})" for t in plan.to_tune[:5])
+        more = f" and {len(plan.to_tune) - 5} more" if len(plan.to_tune) > 5 else ""
+        raise AnsorError(f"{FORBID_ENV} is set but this build would tune {len(plan.to_tune)} task(s): {names}{more}")
+
+
+def _make_callback(store, states, ms_tasks_by_id, options, started, result, progress):
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.ir.utils import derived_object
+
+    @derived_object
+    class PersistAndBudget(ms.measure_callback.PyMeasureCallback):
+        """After each measured batch: write it to the store, report progress, enforce the budgets."""
+
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            if TuningOptions.forbidden():  # belt and braces: check_allowed() runs before any measurement
+                raise AnsorError(f"{FORBID_ENV} is set but a trial was measured")
+            state = states[task_id]
+            ctx = task_scheduler.tasks_[task_id].ctx
+            workload = ms.database.Workload(ctx.mod)
+            records = []
+            for candidate, built, ran in zip(measure_candidates, builder_results, runner_results):
+                ok = built.error_msg is None and ran.error_msg is None and ran.run_secs
+                run_secs = [float(s) for s in ran.run_secs] if ok else [1e10]
+                records.append(record_from_measurement(candidate.sch.trace, workload, run_secs, ctx.target,
+                                                       candidate.args_info))
+            entry = store.add(state.key, state.name, ms_tasks_by_id[task_id], records, trials=len(records),
+                              default_us=state.default_us)
+
+            state.trials += len(records)
+            result.trials += len(records)
+            state.best_us = entry.best_us
+            elapsed = time.perf_counter() - started
+            progress.update(result, elapsed)
+            # Terminating tasks from a callback trips the scheduler's own checks (it terminates tasks whose search
+            # is exhausted, and its round-robin start ignores termination); stopping by exception is clean: every
+            # measured batch is already in the store.
+            if options.time_budget is not None and elapsed >= options.time_budget:
+                raise StopTuning("time budget")
+
+    return PersistAndBudget()
+
+
+def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOptions, log_dir: Path,
+               progress, threads: int) -> TuneResult:
+    """Tune the plan's selected tasks; every measured batch is in the store when this returns or raises."""
+    check_allowed(plan)
+    selected = [(task_plan, ms_task) for task_plan, ms_task in zip(plan.tasks, ms_tasks) if task_plan.tune]
+    states = []
+    for task_plan, _ in selected:
+        remaining = options.trials_per_task if options.mode == "full" else \
+            max(options.trials_per_task - task_plan.trials, 0)
+        states.append(TaskProgress(task_plan.key, task_plan.name, task_plan.weight, remaining,
+                                   best_us=task_plan.best_us))
+    result = TuneResult(states)
+    if not selected:
+        return result
+    import_tvm(threads)
+    family = intrinsics_family(tvm_target)
+    import_intrinsics(family)
+    from tvm.s_tir import meta_schedule as ms
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # MetaSchedule's console handler takes this logger's level when it is set: keep the console to warnings;
+    # everything goes to the per-task files in log_dir/logs.
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    contexts = _tune_contexts([ms_task for _, ms_task in selected], log_dir, threads, options.population)
+    weights = [float(ms_task.weight) for _, ms_task in selected]
+    workloads = [workload_json(ms_task.dispatched[0]) for _, ms_task in selected]
+    database = _warm_start_database(store, selected, tvm_target)
+    total = sum(state.budget for state in states)
+    if options.trials is not None:
+        total = min(total, options.trials)
+    started = time.perf_counter()
+    callback = _make_callback(store, states, dict(enumerate(workloads)), options, started, result, progress)
+    builder = ms.builder.LocalBuilder(max_workers=threads, initializer=functools.partial(import_intrinsics, family))
+    runner = ms.runner.LocalRunner()
+    _measure_defaults(states, contexts, builder, runner)
+    progress.start(result, total, options.time_budget)
+    try:
+        ms.tune.tune_tasks(
+            tasks=contexts, task_weights=weights, work_dir=str(log_dir), max_trials_global=max(total, 1),
+            max_trials_per_task=max(max(state.budget for state in states), 1),
+            num_trials_per_iter=options.trials_per_iter, builder=builder, runner=runner, database=database,
+            cost_model=ms.cost_model.XGBModel(num_tuning_cores=threads), task_scheduler="gradient",
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback])
+    except Exception as err:  # noqa: BLE001 - tvm_ffi may re-raise the callback's StopTuning wrapped
+        if not isinstance(err, StopTuning) and "StopTuning" not in f"{type(err).__name__} {err}":
+            raise
+        result.stopped = "time budget"
+    finally:
+        result.seconds = time.perf_counter() - started
+        progress.finish(result)
+    if not result.stopped and result.trials < total:
+        # Every task ended on its own: those short of their budget have no candidates left to try.
+        for state in states:
+            if state.trials < state.budget:
+                store.mark_exhausted(state.key)
+    return result
+
+
+
+def _tune_contexts(ms_tasks, log_dir: Path, threads: int, population: int) -> list:
+    """One TuneContext per task: post-order-apply space, evolutionary search, per-task log file, fixed seeds."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
+    from tvm.s_tir.meta_schedule.utils import fork_seed
+
+    loggers = get_loggers_from_work_dir(str(log_dir), [task.task_name for task in ms_tasks])
+    contexts = []
+    for task, logger, seed in zip(ms_tasks, loggers, fork_seed(0, n=len(ms_tasks))):
+        strategy = ms.search_strategy.EvolutionarySearch(population_size=population,
+                                                         init_min_unmeasured=min(50, population))
+        contexts.append(ms.TuneContext(mod=task.dispatched[0], target=task.target, space_generator="post-order-apply",
+                                       search_strategy=strategy, task_name=task.task_name, logger=logger,
+                                       rand_state=seed, num_threads=threads))
+    return contexts
+
+
+def _warm_start_database(
+store, selected, tvm_target):
+    """Existing records of the tasks to tune seed the evolutionary search's first population."""
+    from .records import memory_database
+
+    extra = {}
+    for task_plan, _ in selected:
+        entry = store.entry(task_plan.key)
+        if entry.header and entry.records:
+            extra[task_plan.key] = (entry.header["workload"], entry.records)
+    return memory_database({}, tvm_target, extra)
+
+
+def _measure_defaults(states, contexts, builder, runner) -> None:
+    """Latency of each task's unscheduled code (the "speedup vs default" column); failures are only missing data."""
+    from tvm.s_tir import meta_schedule as ms
+
+    inputs = [ms.builder.BuilderInput(ctx.mod, ctx.target) for ctx in contexts]
+    built = builder.build(inputs)
+    runnable = [(i, b) for i, b in enumerate(built) if b.error_msg is None]
+    runner_inputs = [ms.runner.RunnerInput(b.artifact_path, ctx_device(contexts[i].target),
+                                           ms.arg_info.ArgInfo.from_entry_func(contexts[i].mod, remove_preproc=True))
+                     for i, b in runnable]
+    for (i, b), future in zip(runnable, runner.run(runner_inputs)):
+        ran = future.result()
+        if ran.error_msg is None and ran.run_secs:
+            states[i].default_us = sum(float(s) for s in ran.run_secs) / len(ran.run_secs) * 1e6
+    for i, b in runnable:
+        if b.artifact_path:
+            import shutil
+
+            shutil.rmtree(os.path.dirname(b.artifact_path), ignore_errors=True)
+
+
+def ctx_device(target) -> str:
+    return "cuda" if target.kind.name == "cuda" else "cpu"

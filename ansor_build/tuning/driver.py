@@ -1,0 +1,118 @@
+"""One model's tuning step: plan, tune what the plan selects (claiming tasks against concurrent builds), and pick
+the records the build applies."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+from ..errors import InputError
+from .options import TuningOptions
+from .plan import Plan, make_plan
+from .progress import Progress, summary_table
+from .store import dumps, open_store
+
+log = logging.getLogger(__name__)
+
+RECORDS_FORMAT = 1
+
+
+def tune_and_select(label: str, tasks, ms_tasks, target, tvm_target, options: TuningOptions, log_dir: Path,
+                    progress: Progress | None = None) -> tuple[Plan, dict]:
+    """Returns the plan (as it was before tuning) and the applied records: key -> {name, workload, record}."""
+    from ..backend.records import applied_records
+
+    if options.mode == "off":
+        return make_plan(tasks, None, options), {}
+    store = open_store(options.tuning_dir, target.tuned_tvm())
+    plan = make_plan(tasks, store, options)
+    log.info("%s: %s", label, plan.line())
+    if plan.to_tune:
+        progress = progress or Progress(label)
+        _tune_claimed(plan, tasks, ms_tasks, store, target, tvm_target, options, log_dir, progress)
+    applied = applied_records(store, [t.key for t in tasks])
+    fallback = [t.name for t in tasks if t.key not in applied]
+    if fallback:
+        log.info("%s: %d of %d tasks use default schedules (no record, or none faster): %s", label, len(fallback), len(tasks),
+                 ", ".join(fallback[:6]) + (" ..." if len(fallback) > 6 else ""))
+    return plan, applied
+
+
+def _tune_claimed(plan, tasks, ms_tasks, store, target, tvm_target, options, log_dir, progress) -> None:
+    """Tune the tasks no other build is tuning; then wait for those and tune whatever they left undone."""
+    from ..backend.tune import check_allowed, tune_tasks
+
+    check_allowed(plan)
+    threads = target.threads or _cpu_count()
+    for wait in (False, True):
+        with contextlib.ExitStack() as stack:
+            claimed = {t.key for t in plan.to_tune if stack.enter_context(store.claim(t.key, wait=wait))}
+            if not claimed:
+                continue
+            # Re-read under the claim: another build may have finished some of these meanwhile.
+            current = make_plan(tasks, store, options)
+            for task_plan in current.tasks:
+                task_plan.tune = task_plan.tune and task_plan.key in claimed
+            result = tune_tasks(current, ms_tasks, store, tvm_target, options, log_dir, progress, threads)
+            rows = []
+            for state in result.tasks:
+                rows.append({"name": state.name, "key": state.key, "weight": state.weight, "status": "tuned",
+                             "trials": store.entry(state.key).trials, "best_us": store.entry(state.key).best_us,
+                             "default_us": state.default_us})
+            if rows:
+                log.info("%s tuning summary:\n%s", progress.label, summary_table(rows))
+            if result.stopped:
+                return
+        plan = make_plan(tasks, store, options)
+        if not plan.to_tune:
+            return
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def write_records_file(path: Path, tvm_target: dict, task_keys: list[str], applied: dict) -> bool:
+    """Write the applied records (canonical JSON); leave the file untouched if equal. True if it changed.
+
+    `tasks` lists every task key of the model, so a build system can watch exactly those files of the store.
+    """
+    text = dumps({"format": RECORDS_FORMAT, "target": tvm_target, "tasks": sorted(task_keys),
+                  "records": applied}) + "\n"
+    path = Path(path)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return True
+
+
+def read_records_file(path: Path, tvm_target: dict) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: records file not found") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
+    if not isinstance(data, dict) or data.get("format") != RECORDS_FORMAT:
+        raise InputError(f"{path}: not an ansor-build records file (format {RECORDS_FORMAT})")
+    if data.get("target") != tvm_target:
+        raise InputError(f"{path}: records are for target {dumps(data.get('target'))}, this build's target is "
+                         f"{dumps(tvm_target)}")
+    return data["records"]
+
+
+def records_file_tasks(path: Path) -> list[str]:
+    """The task keys a records file lists ([] when it is missing or unreadable: the tuning step runs then)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return [str(key) for key in data.get("tasks", [])]
+    except (OSError, ValueError, AttributeError):
+        return []
+

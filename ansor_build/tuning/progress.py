@@ -1,0 +1,70 @@
+"""Tuning progress: a live line on a terminal, plain log lines otherwise, and the summary table at the end."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+log = logging.getLogger("ansor_build.tuning")
+
+
+def _fmt_us(us: float | None) -> str:
+    if us is None:
+        return "-"
+    return f"{us / 1000:.3f} ms" if us >= 1000 else f"{us:.1f} us"
+
+
+class Progress:
+    """Reports tuning of one model; `interactive` draws one updating line (stderr is a terminal)."""
+
+    def __init__(self, label: str, stream=None, interactive: bool | None = None, min_interval: float = 10.0):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.interactive = self.stream.isatty() if interactive is None else interactive
+        self.min_interval = min_interval
+        self.total = 0
+        self.budget = None
+        self._last = 0.0
+
+    def start(self, result, total_trials: int, time_budget: float | None) -> None:
+        self.total, self.budget = total_trials, time_budget
+        budget = f", time budget {time_budget:g} s" if time_budget else ""
+        log.info("tuning %s: %d tasks, up to %d trials%s", self.label, len(result.tasks), total_trials, budget)
+
+    def line(self, result, elapsed: float) -> str:
+        done = sum(1 for t in result.tasks if t.trials >= t.budget)
+        best = sum((t.best_us or 0) * t.weight for t in result.tasks if t.best_us)
+        budget = f"/{self.budget:g}" if self.budget else ""
+        return (f"tuning {self.label}: tasks {done}/{len(result.tasks)}, trials {result.trials}/{self.total}, "
+                f"weighted best {_fmt_us(best)}, {elapsed:.0f}{budget} s")
+
+    def update(self, result, elapsed: float) -> None:
+        text = self.line(result, elapsed)
+        if self.interactive:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+        elif time.monotonic() - self._last >= self.min_interval:
+            self._last = time.monotonic()
+            log.info("%s", text)
+
+    def finish(self, result) -> None:
+        if self.interactive:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+        stopped = f" (stopped: {result.stopped})" if result.stopped else ""
+        log.info("tuned %s: %d trials in %.1f s (%.1f trials/min)%s", self.label, result.trials, result.seconds,
+                 result.trials_per_minute, stopped)
+
+
+def summary_table(rows: list[dict]) -> str:
+    """Rows: name, key, weight, status, trials, best_us, default_us."""
+    lines = [f"{'task':<34} {'key':<16} {'weight':>6} {'status':<11} {'trials':>6} {'best':>11} {'default':>11}"
+             f" {'speedup':>7}"]
+    for row in rows:
+        speedup = (f"{row['default_us'] / row['best_us']:.1f}x" if row.get("default_us") and row.get("best_us")
+                   else "-")
+        lines.append(f"{row['name'][:34]:<34} {row['key']:<16} {row['weight']:>6} {row['status']:<11} "
+                     f"{row['trials']:>6} {_fmt_us(row.get('best_us')):>11} {_fmt_us(row.get('default_us')):>11} "
+                     f"{speedup:>7}")
+    return "\n".join(lines)

@@ -1,0 +1,240 @@
+"""The tuning record store: one directory per normalized target, one JSON-lines file per tuned subgraph.
+
+Layout (meant to be committed or cached by product repos; stable text, deterministic order, small diffs):
+
+    <tuning_dir>/<kind>-<arch>-<cpu>-<hash8>/target.json    the TVM target (dict form) the records belong to
+    <tuning_dir>/<kind>-<arch>-<cpu>-<hash8>/<task key>.jsonl
+        line 1:  {"format", "key", "name", "trials", "workload"}   trials = every measured trial, failed included
+        line 2+: {"args_info", "run_us", "trace", "tvm"}         best first, at most TOP_K, failed ones not kept
+
+TVM's own databases are not target-aware (records of one CPU would be applied to another), hence a directory per
+target, named by a hash of the target's `tvm:` mapping. Writers hold an exclusive lock on `<dir>/.lock` for each
+read-modify-write and replace files by rename, so concurrent builds lose nothing and readers never see half a file.
+A line that does not parse is reported (file and line) and skipped, and kept verbatim at the end of the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+TOP_K = 32
+FAILED_US = 1e9  # MetaSchedule stores a failed run as 1e10 s
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def target_dirname(tvm_target: dict) -> str:
+    """`llvm-x86_64-haswell-1a2b3c4d`: readable, and unique per distinct `tvm:` mapping."""
+    digest = hashlib.sha256(dumps(tvm_target).encode()).hexdigest()[:8]
+    cpu_part = tvm_target.get("host", tvm_target) if tvm_target.get("kind") == "cuda" else tvm_target
+    arch = cpu_part.get("mtriple", "unknown").split("-")[0]
+    device = tvm_target.get("arch") or tvm_target.get("mcpu") or "generic"
+    return f"{tvm_target.get('kind', 'unknown')}-{arch}-{device}-{digest}"
+
+
+def record_latency_us(record: dict) -> float:
+    runs = record["run_us"]
+    return sum(runs) / len(runs)
+
+
+def _record_order(record: dict):
+    return (record_latency_us(record), dumps(record["trace"]))
+
+
+@dataclass
+class Entry:
+    """The parsed file of one task: header, records best first, and lines that did not parse."""
+
+    path: Path
+    header: dict | None = None
+    records: list[dict] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+
+    @property
+    def trials(self) -> int:
+        return int(self.header.get("trials", 0)) if self.header else len(self.records)
+
+    @property
+    def exhausted(self) -> bool:
+        """The search found no new candidates before reaching its trial budget (e.g. a reshape)."""
+        return bool(self.header and self.header.get("exhausted"))
+
+    @property
+    def best_us(self) -> float | None:
+        return record_latency_us(self.records[0]) if self.records else None
+
+    @property
+    def default_us(self) -> float | None:
+        return self.header.get("default_us") if self.header else None
+
+
+
+def _valid_record(obj) -> bool:
+    return (isinstance(obj, dict) and isinstance(obj.get("run_us"), list) and obj["run_us"]
+            and all(isinstance(x, (int, float)) for x in obj["run_us"]) and "trace" in obj and "args_info" in obj)
+
+
+def read_entry(path: Path) -> Entry:
+    entry = Entry(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return entry
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        reason = None
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            obj, reason = None, f"invalid JSON ({err.msg} at column {err.colno})"
+        if reason is None and number == 1:
+            if isinstance(obj, dict) and obj.get("format") == FORMAT and "workload" in obj:
+                entry.header = obj
+                continue
+            reason = f"not a format-{FORMAT} header"
+        elif reason is None and not _valid_record(obj):
+            reason = "not a tuning record (needs run_us, trace, args_info)"
+        elif reason is None:
+            entry.records.append(obj)
+            continue
+        log.warning("%s:%d: %s; line skipped (kept in the file)", path, number, reason)
+        entry.corrupt.append(line)
+    entry.records.sort(key=_record_order)
+    return entry
+
+
+class TuningStore:
+    """The records of one target under a tuning directory."""
+
+    def __init__(self, tuning_dir: Path, tvm_target: dict, tvm_version: str):
+        self.directory = Path(tuning_dir) / target_dirname(tvm_target)
+        self.tvm_target = tvm_target
+        self.tvm_version = tvm_version
+
+    def _ensure(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"{self.directory}: cannot create tuning directory: {err.strerror}") from None
+        meta = self.directory / "target.json"
+        if not meta.exists():
+            _write_atomic(meta, json.dumps({"format": FORMAT, "tvm": self.tvm_target}, indent=2, sort_keys=True)
+                          + "\n")
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.jsonl"
+
+    def entry(self, key: str) -> Entry:
+        return read_entry(self.path(key))
+
+    def keys(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.stem for p in self.directory.glob("*.jsonl"))
+
+    def fingerprint(self, keys: list[str]) -> str:
+        """Changes whenever the file of one of `keys` changes (size, mtime or existence); reads no file."""
+        items = []
+        for key in sorted(keys):
+            try:
+                stat = self.path(key).stat()
+                items.append(f"{key}:{stat.st_size}:{stat.st_mtime_ns}")
+            except FileNotFoundError:
+                items.append(f"{key}:absent")
+        return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
+
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Exclusive lock of this target's records (held briefly, for one read-modify-write)."""
+        self._ensure()
+        with open(self.directory / ".lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def claim(self, key: str, wait: bool):
+        """Hold `key` while tuning it, so a concurrent build waits and then reuses instead of tuning twice.
+
+        Yields True when claimed, False when another process holds it and `wait` is False.
+        """
+        self._ensure()
+        locks = self.directory / ".claims"
+        locks.mkdir(exist_ok=True)
+        with open(locks / f"{key}.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def mark_exhausted(self, key: str) -> None:
+        """Record that tuning this task further finds nothing new: plans treat it as fully tuned."""
+        with self.locked():
+            entry = self.entry(key)
+            if entry.header is None or entry.header.get("exhausted"):
+                return
+            header = dict(entry.header, exhausted=True)
+            lines = [dumps(header), *(dumps(r) for r in entry.records), *entry.corrupt]
+            _write_atomic(self.path(key), "\n".join(lines) + "\n")
+
+    def add(self, key: str, name: str, workload, records: list[dict], trials: int,
+            default_us: float | None = None) -> Entry:
+        """Merge measured records of one task (and count `trials` more) into its file.
+
+        `default_us`, the latency of the task's unscheduled code, is kept in the header: a build applies no record
+        slower than that.
+        """
+        with self.locked():
+            entry = self.entry(key)
+            header = dict(entry.header or {"format": FORMAT, "key": key, "name": name, "trials": 0,
+                                            "workload": workload})
+            header["trials"] = int(header.get("trials", 0)) + trials
+            if default_us is not None:
+                header["default_us"] = round(default_us, 4)
+            merged = {dumps(r["trace"]) + dumps(r["args_info"]): r for r in entry.records}
+            for record in records:
+                if record_latency_us(record) < FAILED_US:
+                    record = dict(record, tvm=self.tvm_version)
+                    ident = dumps(record["trace"]) + dumps(record["args_info"])
+                    if ident not in merged or _record_order(record) < _record_order(merged[ident]):
+                        merged[ident] = record
+            kept = sorted(merged.values(), key=_record_order)[:TOP_K]
+            lines = [dumps(header), *(dumps(r) for r in kept), *entry.corrupt]
+            _write_atomic(self.path(key), "\n".join(lines) + "\n")
+            entry.header, entry.records = header, kept
+            return entry
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def open_store(tuning_dir: Path, tvm_target: dict) -> TuningStore:
+    from ..backend import versions
+
+    return TuningStore(tuning_dir, tvm_target, versions()["apache-tvm"])
