@@ -54,8 +54,13 @@ def cmd_run(args) -> int:
 
     from .package import loader
     from .package.manifest import read_manifest
+    from .toolchain import host_arch
 
-    read_manifest(Path(args.package))  # one-line errors for a missing or foreign directory
+    manifest = read_manifest(Path(args.package))  # one-line errors for a missing or foreign directory
+    arch = manifest.get("target", {}).get("arch")
+    if arch and arch != host_arch():
+        raise AnsorError(f"{args.package}: this {arch} package runs on its device (bin/ansor_runner, loader.py); "
+                         f"here, `ansor-build check {args.package} --model MODEL.onnx` runs it under its emulator")
     package = loader.load(args.package)
     arrays = loader._read_inputs(package, args.input) if args.input else package.default_inputs()
     try:

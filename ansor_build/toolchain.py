@@ -58,7 +58,7 @@ def emulator_command(target) -> list[str] | None:
         return None
     emulator = target.emulator
     if not emulator:
-        raise InputError(f"{target.path}: toolchain.emulator: not set; a {target.arch} package cannot run on this "
+        raise InputError(f"{target.path}: toolchain.emulator: not set; {target.arch} packages cannot run on this "
                          f"{host_arch()} machine without one (e.g. [qemu-{target.arch}, -L, /usr/{target.triple}])")
     program = _find("emulator", emulator[0], target, "toolchain.emulator", _apt(target.emulator_package))
     return [program, *emulator[1:]]

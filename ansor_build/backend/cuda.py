@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,20 +91,29 @@ def compile_source(source: str, tvm_target, device: DeviceCode) -> bytes:
     from tvm.support import nvcc
 
     path = os.environ.get("PATH", "")
-    os.environ["PATH"] = os.pathsep.join([os.path.dirname(device.nvcc), path])  # TVM runs `nvcc` by name
-    try:
-        with tvm_target:
-            return bytes(nvcc.compile_cuda(source, target_format="fatbin", arch=device.gencode(), compiler="nvcc"))
-    except RuntimeError as err:
-        text = str(err)
-        output = text.split("\nCompilation error:\n", 1)[-1]
-        if device.log_path is not None:
-            device.log_path.write_text(text, encoding="utf-8")
-        detail = next((line.strip() for line in output.splitlines() if "error" in line.lower()), output.strip()[:200])
-        raise ToolError("compiling CUDA device code", [device.nvcc, "--fatbin", *device.gencode()], None,
-                        str(device.log_path) if device.log_path else None, detail=detail[:300]) from None
-    finally:
-        os.environ["PATH"] = path
+    with tempfile.TemporaryDirectory(prefix="ansor-nvcc-") as shim:
+        # TVM runs `nvcc` by name: put the target's nvcc first on PATH under that name.
+        os.symlink(device.nvcc, os.path.join(shim, "nvcc"))
+        os.environ["PATH"] = os.pathsep.join([shim, path])
+        try:
+            with tvm_target:
+                return bytes(nvcc.compile_cuda(source, target_format="fatbin", arch=device.gencode(),
+                                               compiler="nvcc"))
+        except RuntimeError as err:
+            failure = str(err)
+        finally:
+            os.environ["PATH"] = path
+    _raise_nvcc_failure(failure, device)
+
+
+def _raise_nvcc_failure(text: str, device: DeviceCode):
+    """A one-line ToolError for a failed nvcc run; the full output (TVM puts the source first) goes to the log."""
+    output = text.split("\nCompilation error:\n", 1)[-1]
+    if device.log_path is not None:
+        device.log_path.write_text(text, encoding="utf-8")
+    detail = next((line.strip() for line in output.splitlines() if "error" in line.lower()), output.strip()[:200])
+    raise ToolError("compiling CUDA device code", [device.nvcc, "--fatbin", *device.gencode()], None,
+                    str(device.log_path) if device.log_path else None, detail=detail[:300])
 
 
 def _host_target_string(module) -> str:

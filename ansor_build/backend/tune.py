@@ -10,7 +10,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import interrupt
 from ..errors import AnsorError
+
 from ..tuning.options import FORBID_ENV, TuningOptions
 from ..tuning.plan import Plan
 from . import import_tvm
@@ -87,8 +89,12 @@ def _make_callback(store, states, ms_tasks_by_id, options, started, result, prog
             # Terminating tasks from a callback trips the scheduler's own checks (it terminates tasks whose search
             # is exhausted, and its round-robin start ignores termination); stopping by exception is clean: every
             # measured batch is already in the store.
-            if options.time_budget is not None and elapsed >= options.time_budget:
-                raise StopTuning("time budget")
+            if interrupt.requested():
+                result.stopped = "interrupted"
+            elif options.time_budget is not None and elapsed >= options.time_budget:
+                result.stopped = "time budget"
+            if result.stopped:
+                raise StopTuning(result.stopped)
 
     return PersistAndBudget()
 
@@ -120,8 +126,11 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
     weights = [float(ms_task.weight) for _, ms_task in selected]
     workloads = [workload_json(ms_task.dispatched[0]) for _, ms_task in selected]
     database = _warm_start_database(store, selected, tvm_target)
-    total = sum(state.budget for state in states)
+    # MetaSchedule has one per-task cap: every task may take the largest remaining budget (under-tuned tasks then
+    # overshoot theirs a little), so that no task is left short when the global budget runs out.
+    total = max(state.budget for state in states) * len(states)
     if options.trials is not None:
+
         total = min(total, options.trials)
     started = time.perf_counter()
     callback = _make_callback(store, states, dict(enumerate(workloads)), options, started, result, progress)
@@ -129,20 +138,20 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
     runner = ms.runner.LocalRunner()
     _measure_defaults(states, contexts, builder, runner)
     progress.start(result, total, options.time_budget)
-    try:
-        ms.tune.tune_tasks(
-            tasks=contexts, task_weights=weights, work_dir=str(log_dir), max_trials_global=max(total, 1),
-            max_trials_per_task=max(max(state.budget for state in states), 1),
-            num_trials_per_iter=options.trials_per_iter, builder=builder, runner=runner, database=database,
-            cost_model=ms.cost_model.XGBModel(num_tuning_cores=threads), task_scheduler="gradient",
-            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback])
-    except Exception as err:  # noqa: BLE001 - tvm_ffi may re-raise the callback's StopTuning wrapped
-        if not isinstance(err, StopTuning) and "StopTuning" not in f"{type(err).__name__} {err}":
-            raise
-        result.stopped = "time budget"
-    finally:
-        result.seconds = time.perf_counter() - started
-        progress.finish(result)
+    with interrupt.graceful():  # a first Ctrl-C ends tuning after the measured batch is stored
+        try:
+            ms.tune.tune_tasks(
+                tasks=contexts, task_weights=weights, work_dir=str(log_dir), max_trials_global=max(total, 1),
+                max_trials_per_task=max(max(state.budget for state in states), 1),
+                num_trials_per_iter=options.trials_per_iter, builder=builder, runner=runner, database=database,
+                cost_model=ms.cost_model.XGBModel(num_tuning_cores=threads), task_scheduler="gradient",
+                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback])
+        except Exception:  # noqa: BLE001 - tvm_ffi re-raises the callback's StopTuning as a RuntimeError
+            if not result.stopped:
+                raise
+        finally:
+            result.seconds = time.perf_counter() - started
+            progress.finish(result)
     if not result.stopped and result.trials < total:
         # Every task ended on its own: those short of their budget have no candidates left to try.
         for state in states:

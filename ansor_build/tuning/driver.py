@@ -4,6 +4,7 @@ the records the build applies."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -46,28 +47,35 @@ def _tune_claimed(plan, tasks, ms_tasks, store, target, tvm_target, options, log
 
     check_allowed(plan)
     threads = target.threads or _cpu_count()
+    pending = {t.key for t in plan.to_tune}
     for wait in (False, True):
         with contextlib.ExitStack() as stack:
-            claimed = {t.key for t in plan.to_tune if stack.enter_context(store.claim(t.key, wait=wait))}
+            claimed = {key for key in sorted(pending) if stack.enter_context(store.claim(key, wait=wait))}
             if not claimed:
                 continue
-            # Re-read under the claim: another build may have finished some of these meanwhile.
-            current = make_plan(tasks, store, options)
+            # Re-plan under the claim. Tasks another build held were tuned by it meanwhile: the second round
+            # only finishes what it left undone (incremental), whatever this build's mode.
+            round_options = options if not wait else dataclasses.replace(options, mode="incremental")
+            current = make_plan(tasks, store, round_options)
             for task_plan in current.tasks:
                 task_plan.tune = task_plan.tune and task_plan.key in claimed
-            result = tune_tasks(current, ms_tasks, store, tvm_target, options, log_dir, progress, threads)
-            rows = []
-            for state in result.tasks:
-                rows.append({"name": state.name, "key": state.key, "weight": state.weight, "status": "tuned",
-                             "trials": store.entry(state.key).trials, "best_us": store.entry(state.key).best_us,
-                             "default_us": state.default_us})
-            if rows:
-                log.info("%s tuning summary:\n%s", progress.label, summary_table(rows))
+            pending -= claimed
+            result = tune_tasks(current, ms_tasks, store, tvm_target, round_options, log_dir, progress, threads)
+            _log_summary(progress.label, result, store)
             if result.stopped:
                 return
-        plan = make_plan(tasks, store, options)
-        if not plan.to_tune:
+        if not pending:
             return
+
+
+def _log_summary(label: str, result, store) -> None:
+    rows = []
+    for state in result.tasks:
+        entry = store.entry(state.key)
+        rows.append({"name": state.name, "key": state.key, "weight": state.weight, "status": "tuned",
+                     "trials": entry.trials, "best_us": entry.best_us, "default_us": entry.default_us})
+    if rows:
+        log.info("%s tuning summary:\n%s", label, summary_table(rows))
 
 
 def _cpu_count() -> int:

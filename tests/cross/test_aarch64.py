@@ -14,7 +14,7 @@ from ansor_build.package.elf import read_elf
 from ansor_build.runner.run import package_emulator, run_runner
 from cross_tools import DIFFS, require_tool
 
-pytestmark = [pytest.mark.cross, pytest.mark.tvm]
+pytestmark = pytest.mark.cross
 
 
 @pytest.fixture(autouse=True)
@@ -99,3 +99,11 @@ def test_two_aarch64_builds_are_byte_identical(zoo_dir, tmp_path):
         package = build_package(zoo_dir / "mlp.onnx", PRESETS / "aarch64.yaml", tmp_path / run / "pkg").package
         digests.append({str(p.relative_to(package)): p.read_bytes() for p in package.rglob("*") if p.is_file()})
     assert digests[0] == digests[1]
+
+
+def test_run_command_points_foreign_packages_to_check(cross_package):
+    from helpers import one_line_error, run_cli
+
+    package = cross_package("aarch64", "mlp")
+    line = one_line_error(run_cli("run", package))
+    assert f"{package}: this aarch64 package runs on its device" in line and "ansor-build check" in line

@@ -13,7 +13,7 @@ from ansor_build.package.elf import read_elf
 from cross_tools import require_tool
 from helpers import one_line_error, run_cli
 
-pytestmark = [pytest.mark.cross, pytest.mark.tvm]
+pytestmark = pytest.mark.cross
 
 
 @pytest.fixture(autouse=True)

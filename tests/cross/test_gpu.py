@@ -17,7 +17,7 @@ from ansor_build.runner.run import run_runner
 from cross_tools import DIFFS, cuda_gpu, cuobjdump, embedded_fatbins, list_device_code, require_tool
 from helpers import PRESETS
 
-pytestmark = [pytest.mark.cross, pytest.mark.tvm]
+pytestmark = pytest.mark.cross
 
 GPU_PRESETS = sorted(p.stem for p in PRESETS.glob("*.yaml") if p.stem.startswith(("cuda-", "jetson-")))
 HOST = {"jetson-orin": "aarch64"}

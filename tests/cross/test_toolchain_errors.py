@@ -8,7 +8,7 @@ import pytest
 
 from helpers import PRESETS, one_line_error, run_cli
 
-pytestmark = [pytest.mark.cross, pytest.mark.tvm]
+pytestmark = pytest.mark.cross
 
 
 def _build(zoo_dir, tmp_path, target_text, env=None):
@@ -60,3 +60,16 @@ def test_pypi_unreachable_is_one_line_naming_the_wheel(zoo_dir, tmp_path):
 def test_host_runtime_for_another_arch_is_refused(zoo_dir, tmp_path):
     target, line = _build(zoo_dir, tmp_path, "extends: aarch64\nruntime: {libs: host}\n")
     assert f"{target}: runtime.libs: 'host' libraries are x86_64 code, the target runs aarch64" in line
+
+
+def test_failing_nvcc_is_one_line_with_its_log(zoo_dir, tmp_path):
+    fake = tmp_path / "bin" / "nvcc-broken"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'tvm_kernels.cu(1): error: this nvcc always fails' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    target, line = _build(zoo_dir, tmp_path, f"extends: cuda-sm_80\ntoolchain: {{nvcc: {fake}}}\n"
+                                             "runtime: {libs: none}\n")
+    assert "compiling CUDA device code failed" in line and "error: this nvcc always fails" in line
+    log = tmp_path / "pkg.link.log"
+    assert f"full log: {log}" in line and "Compilation error" in log.read_text()
+    assert not (tmp_path / "pkg").exists()

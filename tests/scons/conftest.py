@@ -19,7 +19,9 @@ env = Environment(tools=["default", "ansor"], toolpath=[ansor_build.scons_toolpa
 if ARGUMENTS.get("fake_versions"):
     env["ANSOR_VERSIONS"] = ARGUMENTS["fake_versions"]
 target = ARGUMENTS.get("target")
-for name in ["mlp", "mobilenet"]:
+if ARGUMENTS.get("tune"):
+    env["ANSOR_TUNE"] = ARGUMENTS["tune"]
+for name in ARGUMENTS.get("models", "mlp,mobilenet").split(","):
     kw = {"ANSOR_TARGET": target} if target else {}
     env.AnsorModel("build/dev/" + name, "models/%s.onnx" % name, **kw)
 '''
@@ -38,7 +40,13 @@ class Project:
             raise AssertionError(f"scons {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def tuned(self, proc) -> list[str]:
+        """Records files that an SCons run's tuning steps (re)wrote, from the command lines it printed."""
+        return sorted(line.split(" --records-out ")[1].split()[0] for line in proc.stdout.splitlines()
+                      if "-m ansor_build" in line and " tune " in line)
+
     def built(self, proc) -> list[str]:
+
         """Package directories that an SCons run (re)built, from the command lines it printed."""
         return sorted(line.split(" -o ")[1].split()[0] for line in proc.stdout.splitlines()
                       if "-m ansor_build" in line and " build " in line)
@@ -51,7 +59,8 @@ def project(tmp_path, zoo_dir) -> Project:
     (root / "targets").mkdir()
     for name in ("mlp", "mobilenet"):
         (root / "models" / f"{name}.onnx").write_bytes((zoo_dir / f"{name}.onnx").read_bytes())
-    (root / "targets" / "base.yaml").write_text("extends: x86_64-avx2\ndescription: base\n")
+    (root / "targets" / "base.yaml").write_text("extends: x86_64-avx2\ndescription: base\ntvm: {num-cores: 2}\n"
+                                                "tuning: {trials_per_task: 8, trials_per_iter: 8, population: 32}\n")
     (root / "targets" / "dev.yaml").write_text("extends: base.yaml\nname: dev\n")
     (root / "SConstruct").write_text(SCONSTRUCT)
     return Project(root)

@@ -68,6 +68,11 @@ def test_key_ignores_description_but_not_tvm(tmp_path):
     ("tvm: {kind: llvm\n", "invalid YAML"),
     ("extends: x86-64\n", "extends: no preset named 'x86-64'; did you mean 'x86_64'?"),
     ("extends: ../nowhere.yaml\n", "extends: file '../nowhere.yaml' not found"),
+    ("toolchain: {emulator: qemu-aarch64}\n", "toolchain.emulator: expected a list of strings, found string"),
+    ("toolchain: {emulater: [qemu-aarch64]}\n", "toolchain.emulater: unknown key; did you mean 'toolchain.emulator'?"),
+    ("runtime: {libs: pypi}\n", "runtime.libs: 'pypi' is not allowed (expected one of: host, wheel, none)"),
+    ("runtime: {ptx: sometimes}\n", "runtime.ptx: expected true or false, found string 'sometimes'"),
+    ("toolchain: {nvcc: [nvcc]}\n", "toolchain.nvcc: expected a string, found list"),
 ])
 def test_bad_target_one_line_error(tmp_path, text, expected):
     path = write(tmp_path, "bad.yaml", text)
@@ -96,3 +101,32 @@ def test_extends_cycle(tmp_path):
 def test_missing_target_file(tmp_path):
     with pytest.raises(InputError, match="target file not found"):
         load_target(tmp_path / "nope.yaml")
+
+
+def test_arm_presets_cross_compile_and_name_their_tools():
+    aarch64 = load_target(PRESETS / "aarch64.yaml")
+    assert (aarch64.arch, aarch64.triple, aarch64.runs_on_host) == ("aarch64", "aarch64-linux-gnu", False)
+    assert aarch64.cxx == "aarch64-linux-gnu-g++" and aarch64.debian_package == "g++-aarch64-linux-gnu"
+    assert aarch64.emulator == ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]
+    assert aarch64.emulator_package == "qemu-user" and aarch64.runtime_libs == "wheel"
+    pi4 = load_target(PRESETS / "aarch64-cortex-a72.yaml")
+    assert pi4.tvm["mcpu"] == "cortex-a72" and pi4.threads == 4 and pi4.runtime_libs == "wheel"
+    armv7 = load_target(PRESETS / "armv7.yaml")
+    assert armv7.tvm == {"kind": "llvm", "mtriple": "armv7l-linux-gnueabihf", "mattr": ["+neon"], "mfloat-abi": "hard"}
+    assert (armv7.arch, armv7.cxx, armv7.runtime_libs, armv7.build_runner) == (
+        "armv7l", "arm-linux-gnueabihf-g++", "none", False)
+
+
+@pytest.mark.parametrize("arch", ["sm_75", "sm_80", "sm_86", "sm_89", "sm_90"])
+def test_gpu_presets_compile_device_code_for_their_arch_on_an_x86_host(arch):
+    target = load_target(PRESETS / f"cuda-{arch}.yaml")
+    assert target.tvm["arch"] == arch and target.device == "cuda" and target.kind == "cuda"
+    assert (target.arch, target.triple, target.runs_on_host) == ("x86_64", "x86_64-linux-gnu", True)
+    assert target.nvcc == "nvcc" and target.embed_ptx and target.runtime_libs == "host"
+
+
+def test_jetson_preset_is_an_sm_87_gpu_with_an_aarch64_host():
+    target = load_target(PRESETS / "jetson-orin.yaml")
+    assert target.tvm["arch"] == "sm_87" and target.tvm["host"]["mtriple"] == "aarch64-linux-gnu"
+    assert (target.device, target.arch, target.cxx, target.runtime_libs) == (
+        "cuda", "aarch64", "aarch64-linux-gnu-g++", "wheel")
