@@ -10,6 +10,20 @@ import pytest
 from helpers import HOST_TARGET
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Runner binaries and cost models of this session live in a fresh cache (inherited by subprocesses)."""
+    import os
+
+    previous = os.environ.get("ANSOR_BUILD_CACHE_DIR")
+    os.environ["ANSOR_BUILD_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("ANSOR_BUILD_CACHE_DIR", None)
+    else:
+        os.environ["ANSOR_BUILD_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def zoo_dir(tmp_path_factory) -> Path:
     """Every zoo model (variant 0) written once per test session."""

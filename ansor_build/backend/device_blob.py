@@ -55,7 +55,8 @@ class _Reader:
     def string(self) -> bytes:
         size = self.u64()
         if self.offset + size > len(self.data):
-            raise BlobFormatError(f"packed module blob: a field of {size} bytes at byte {self.offset} runs past its end")
+            raise BlobFormatError(f"packed module blob: a field of {size} bytes at byte {self.offset} runs past "
+                                  f"its end")
         value = self.data[self.offset:self.offset + size]
         self.offset += size
         return value

@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +138,9 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
     builder = ms.builder.LocalBuilder(max_workers=threads, initializer=functools.partial(import_intrinsics, family))
     runner = ms.runner.LocalRunner()
     _measure_defaults(states, contexts, builder, runner)
+    cost_model = ms.cost_model.XGBModel(num_tuning_cores=threads)
+    cost_model_path = _cost_model_path(store)
+    _load_cost_model(cost_model, cost_model_path)
     progress.start(result, total, options.time_budget)
     with interrupt.graceful():  # a first Ctrl-C ends tuning after the measured batch is stored
         try:
@@ -144,7 +148,7 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
                 tasks=contexts, task_weights=weights, work_dir=str(log_dir), max_trials_global=max(total, 1),
                 max_trials_per_task=max(max(state.budget for state in states), 1),
                 num_trials_per_iter=options.trials_per_iter, builder=builder, runner=runner, database=database,
-                cost_model=ms.cost_model.XGBModel(num_tuning_cores=threads), task_scheduler="gradient",
+                cost_model=cost_model, task_scheduler="gradient",
                 measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback])
         except Exception:  # noqa: BLE001 - tvm_ffi re-raises the callback's StopTuning as a RuntimeError
             if not result.stopped:
@@ -152,6 +156,7 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
         finally:
             result.seconds = time.perf_counter() - started
             progress.finish(result)
+    _save_cost_model(cost_model, cost_model_path)
     if not result.stopped and result.trials < total:
         # Every task ended on its own: those short of their budget have no candidates left to try.
         for state in states:
@@ -178,7 +183,42 @@ def _tune_contexts(ms_tasks, log_dir: Path, threads: int, population: int) -> li
     return contexts
 
 
+def _cost_model_path(store) -> Path:
+    """The XGBoost cost model of a target lives in the local cache (binary, machine-specific: not in the store)."""
+    from ..cache import cache_dir
+
+    return cache_dir() / "cost-models" / f"{store.directory.name}.tar"
+
+
+def _load_cost_model(cost_model, path: Path) -> None:
+    """Warm start: the model and its training data from earlier tuning of the same target (any model)."""
+    if not path.is_file():
+        return
+    try:
+        with warnings.catch_warnings():  # XGBoost warns about the file format TVM names its model file with
+            warnings.simplefilter("ignore")
+            cost_model.load(str(path))
+        log.debug("cost model warm-started from %s (%d samples)", path, cost_model.data_size)
+    except Exception as err:  # noqa: BLE001 - a stale or foreign file only costs the warm start
+        log.warning("ignoring cost model %s: %s", path, err)
+
+
+def _save_cost_model(cost_model, path: Path) -> None:
+    if cost_model.booster is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tar")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cost_model.save(str(tmp))
+        os.replace(tmp, path)
+    except OSError as err:
+        log.warning("could not save the cost model to %s: %s", path, err)
+
+
 def _warm_start_database(
+
 store, selected, tvm_target):
     """Existing records of the tasks to tune seed the evolutionary search's first population."""
     from .records import memory_database

@@ -60,7 +60,8 @@ def read_elf(path: str | Path) -> ElfInfo:
     for section in sections:
         strings = sections[section["link"]] if section["link"] < len(sections) else None
         if section["type"] == _SHT_DYNAMIC and strings is not None:
-            info.needed = [reader.cstring(strings, value) for tag, value in reader.dynamic(section) if tag == _DT_NEEDED]
+            info.needed = [reader.cstring(strings, value) for tag, value in reader.dynamic(section)
+                           if tag == _DT_NEEDED]
         elif section["type"] == _SHT_VERNEED and strings is not None:
             info.versions = reader.version_needs(section, strings)
     return info

@@ -83,8 +83,8 @@ def key_inputs(dist: str, version: str, arch: str) -> list[tuple[str, str]]:
 
 
 def _download(dist: str, version: str, arch: str, into: Path) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-               "-q", "--python-version", _python_version(), "-d", str(into)]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-q", "--python-version", _python_version(), "-d", str(into)]
     for tag in platform_tags(arch):
         command += ["--platform", tag]
     command.append(f"{dist}=={version}")
