@@ -143,6 +143,10 @@ def _tuning_step(env, ansor, spec, out, sources, shape_flags):
                           ANSOR_SHAPE_FLAGS=shape_flags,
                           ANSOR_TUNING_DIR_NODE=tuning_dir, ENV=_process_env(env))
     env.Clean(node, out.Dir(f"../{out.name}.records.logs"))
+    if mode in ("incremental", "full"):
+        # Steps that may measure share one side effect, so `scons -j` never runs two at once: measurements of
+        # concurrent tuning runs on the same cores would disturb each other. Compiles still run in parallel.
+        env.SideEffect(tuning_dir.File(".measuring"), node)
     return node[0]
 
 
