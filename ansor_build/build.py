@@ -20,7 +20,8 @@ from .package.staging import no_empty_directory_on_failure, staged_directory
 from .target import load_target
 from .tuning.driver import read_records_file, tune_and_select, write_records_file
 from .tuning.options import TuningOptions
-from .tuning.store import record_latency_us
+from .tuning.store import record_latency_us, target_dirname
+from .tuning.tasklist import write_task_list
 from .version import __version__
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Prepared:
     tasks: list
     ms_tasks: list
     timings: dict
+    shapes: dict = field(default_factory=dict)
 
 
 def prepare(model_path: Path, target, shapes=None, tuned: bool = False) -> Prepared:
@@ -80,14 +82,18 @@ def prepare(model_path: Path, target, shapes=None, tuned: bool = False) -> Prepa
     fused = partition.fuse(mod, tvm_target)
     tasks, ms_tasks = partition.extract_tasks(fused, tvm_target)
     timings["partition"] = time.perf_counter() - step
-    return Prepared(target, model, tvm_target, outputs, fused, tasks, ms_tasks, timings)
+    return Prepared(target, model, tvm_target, outputs, fused, tasks, ms_tasks, timings, dict(shapes or {}))
 
 
 def _select_records(prepared: Prepared, options: TuningOptions | None, log_dir: Path):
     options = options or TuningOptions()
     label = f"{prepared.model.name} for {prepared.target.name}"
-    return tune_and_select(label, prepared.tasks, prepared.ms_tasks, prepared.target, prepared.tvm_target, options,
-                           log_dir)
+    plan, applied = tune_and_select(label, prepared.tasks, prepared.ms_tasks, prepared.target, prepared.tvm_target,
+                                    options, log_dir)
+    if options.mode != "off":  # lets SCons key the tuning step on this model's record files without TVM
+        write_task_list(options.tuning_dir / target_dirname(prepared.target.tuned_tvm()), prepared.model.sha256(),
+                        prepared.shapes, [t.key for t in prepared.tasks])
+    return plan, applied
 
 
 def tune_model(model_path: str | Path, target_path: str | Path, options: TuningOptions, records_out: str | Path, *,

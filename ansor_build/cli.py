@@ -35,6 +35,10 @@ def cmd_build(args) -> int:
     tuning = None if args.records else _tuning(args, "incremental" if args.tuning_dir else "off")
     result = build_package(args.model, args.target, args.output, shapes=_shapes(args.shape), tuning=tuning,
                            records_file=args.records)
+    if args.archive:
+        from .package.archive import write_archive
+
+        log.info("wrote %s", write_archive(result.package))
     t = result.timings
     log.info("built %s (%d subgraphs, %d with records; import %.1fs, tune %.1fs, compile %.1fs, package %.1fs)",
              result.package, len(result.tasks), result.manifest["tuning"]["records"], t["import"], t["tune"],
@@ -141,6 +145,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, help="package directory to write (replaced atomically)")
     tuning_args(p)
     p.add_argument("--records", metavar="FILE", help="apply exactly these records (written by `tune`); no tuning")
+    p.add_argument("--archive", action="store_true", help="also write OUT.tar.gz (reproducible; see `verify`)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("tune", help="tune a model's new or changed subgraphs; write the records a build applies")
@@ -170,6 +175,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=0, help="also time both over N runs")
     p.add_argument("--stamp", help="write the result line to this file (for build systems)")
     p.set_defaults(func=cmd_check)
+
+    from .cli_release import add_commands
+
+    add_commands(sub, model_args, tuning_args)  # explain, archive, verify, db
     return parser
 
 

@@ -84,13 +84,18 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+def records_text(tvm_target: dict, task_keys: list[str], applied: dict) -> str:
+    """The bytes of a records file (canonical JSON: the same records give the same bytes on every machine)."""
+    return dumps({"format": RECORDS_FORMAT, "target": tvm_target, "tasks": sorted(task_keys),
+                  "records": applied}) + "\n"
+
+
 def write_records_file(path: Path, tvm_target: dict, task_keys: list[str], applied: dict) -> bool:
     """Write the applied records (canonical JSON); leave the file untouched if equal. True if it changed.
 
-    `tasks` lists every task key of the model, so a build system can watch exactly those files of the store.
+    `tasks` lists every task key of the model (what `db prune --keep-records` keeps).
     """
-    text = dumps({"format": RECORDS_FORMAT, "target": tvm_target, "tasks": sorted(task_keys),
-                  "records": applied}) + "\n"
+    text = records_text(tvm_target, task_keys, applied)
     path = Path(path)
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
@@ -101,7 +106,7 @@ def write_records_file(path: Path, tvm_target: dict, task_keys: list[str], appli
     return True
 
 
-def read_records_file(path: Path, tvm_target: dict) -> dict:
+def _load_records_file(path: Path, tvm_target: dict) -> dict:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -111,16 +116,16 @@ def read_records_file(path: Path, tvm_target: dict) -> dict:
     if not isinstance(data, dict) or data.get("format") != RECORDS_FORMAT:
         raise InputError(f"{path}: not an ansor-build records file (format {RECORDS_FORMAT})")
     if data.get("target") != tvm_target:
-        raise InputError(f"{path}: records are for target {dumps(data.get('target'))}, this build's target is "
+        raise InputError(f"{path}: records are for target {dumps(data.get('target'))}, not for "
                          f"{dumps(tvm_target)}")
-    return data["records"]
+    return data
 
 
-def records_file_tasks(path: Path) -> list[str]:
-    """The task keys a records file lists ([] when it is missing or unreadable: the tuning step runs then)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return [str(key) for key in data.get("tasks", [])]
-    except (OSError, ValueError, AttributeError):
-        return []
+def read_records_file(path: Path, tvm_target: dict) -> dict:
+    """The applied records of a records file written for `tvm_target` (one-line errors otherwise)."""
+    return _load_records_file(path, tvm_target)["records"]
 
+
+def records_file_tasks(path: Path, tvm_target: dict) -> list[str]:
+    """Every task key of the model a records file was written for (applied or not)."""
+    return [str(key) for key in _load_records_file(path, tvm_target).get("tasks", [])]

@@ -9,7 +9,8 @@ import time
 log = logging.getLogger("ansor_build.tuning")
 
 
-def _fmt_us(us: float | None) -> str:
+def format_us(us: float | None) -> str:
+    """`12.3 us` or `1.234 ms`; `-` for None."""
     if us is None:
         return "-"
     return f"{us / 1000:.3f} ms" if us >= 1000 else f"{us:.1f} us"
@@ -37,7 +38,7 @@ class Progress:
         best = sum((t.best_us or 0) * t.weight for t in result.tasks if t.best_us)
         budget = f"/{self.budget:g}" if self.budget else ""
         return (f"tuning {self.label}: tasks {done}/{len(result.tasks)}, trials {result.trials}/{self.total}, "
-                f"weighted best {_fmt_us(best)}, {elapsed:.0f}{budget} s")
+                f"weighted best {format_us(best)}, {elapsed:.0f}{budget} s")
 
     def update(self, result, elapsed: float) -> None:
         text = self.line(result, elapsed)
@@ -65,6 +66,6 @@ def summary_table(rows: list[dict]) -> str:
         speedup = (f"{row['default_us'] / row['best_us']:.1f}x" if row.get("default_us") and row.get("best_us")
                    else "-")
         lines.append(f"{row['name'][:34]:<34} {row['key']:<16} {row['weight']:>6} {row['status']:<11} "
-                     f"{row['trials']:>6} {_fmt_us(row.get('best_us')):>11} {_fmt_us(row.get('default_us')):>11} "
+                     f"{row['trials']:>6} {format_us(row.get('best_us')):>11} {format_us(row.get('default_us')):>11} "
                      f"{speedup:>7}")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ Layout (meant to be committed or cached by product repos; stable text, determini
     <tuning_dir>/<kind>-<arch>-<cpu>-<hash8>/<task key>.jsonl
         line 1:  {"format", "key", "name", "trials", "workload"}   trials = every measured trial, failed included
         line 2+: {"args_info", "run_us", "trace", "tvm"}         best first, at most TOP_K, failed ones not kept
+    <tuning_dir>/<kind>-<arch>-<cpu>-<hash8>/models/<key16>.json  a model's task keys (see `tasklist`)
 
 TVM's own databases are not target-aware (records of one CPU would be applied to another), hence a directory per
 target, named by a hash of the target's `tvm:` mapping. Writers hold an exclusive lock on `<dir>/.lock` for each
@@ -46,13 +47,40 @@ def target_dirname(tvm_target: dict) -> str:
     return f"{tvm_target.get('kind', 'unknown')}-{arch}-{device}-{digest}"
 
 
+def target_json_text(tvm_target: dict) -> str:
+    """The bytes of `target.json`, the target (TVM dict form) a directory's records belong to."""
+    return json.dumps({"format": FORMAT, "tvm": tvm_target}, indent=2, sort_keys=True) + "\n"
+
+
 def record_latency_us(record: dict) -> float:
     runs = record["run_us"]
     return sum(runs) / len(runs)
 
 
 def _record_order(record: dict):
-    return (record_latency_us(record), dumps(record["trace"]))
+    # Latency first; the rest only breaks exact ties, so any input order gives the same file.
+    return (record_latency_us(record), dumps(record["trace"]), dumps(record))
+
+
+def record_identity(record: dict) -> str:
+    """What makes two records the same candidate: its trace and argument info (not its measured time)."""
+    return dumps(record["trace"]) + dumps(record["args_info"])
+
+
+def best_records(records) -> list[dict]:
+    """Records deduplicated by identity (the faster of duplicates kept), best first, at most TOP_K: the order and
+    selection of a task file, the same whatever order the records come in."""
+    merged: dict[str, dict] = {}
+    for record in records:
+        ident = record_identity(record)
+        if ident not in merged or _record_order(record) < _record_order(merged[ident]):
+            merged[ident] = record
+    return sorted(merged.values(), key=_record_order)[:TOP_K]
+
+
+def entry_text(header: dict, records: list[dict], corrupt=()) -> str:
+    """The bytes of a task file: header line, records in the given order, then kept unparsable lines."""
+    return "\n".join([dumps(header), *(dumps(r) for r in records), *corrupt]) + "\n"
 
 
 @dataclass
@@ -88,7 +116,9 @@ def _valid_record(obj) -> bool:
             and all(isinstance(x, (int, float)) for x in obj["run_us"]) and "trace" in obj and "args_info" in obj)
 
 
-def read_entry(path: Path) -> Entry:
+def read_entry(path: Path, strict: bool = False) -> Entry:
+    """Parse a task file. A bad line is logged, skipped and kept (`Entry.corrupt`); `strict` raises InputError
+    naming the file and line instead (tools that rewrite stores refuse to guess)."""
     entry = Entry(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -112,8 +142,12 @@ def read_entry(path: Path) -> Entry:
         elif reason is None:
             entry.records.append(obj)
             continue
+        if strict:
+            raise InputError(f"{path}:{number}: {reason}; fix or delete the line")
         log.warning("%s:%d: %s; line skipped (kept in the file)", path, number, reason)
         entry.corrupt.append(line)
+    if strict and entry.header is None:
+        raise InputError(f"{path}: empty task file (expected a format-{FORMAT} header line)")
     entry.records.sort(key=_record_order)
     return entry
 
@@ -133,8 +167,7 @@ class TuningStore:
             raise InputError(f"{self.directory}: cannot create tuning directory: {err.strerror}") from None
         meta = self.directory / "target.json"
         if not meta.exists():
-            _write_atomic(meta, json.dumps({"format": FORMAT, "tvm": self.tvm_target}, indent=2, sort_keys=True)
-                          + "\n")
+            write_atomic(meta, target_json_text(self.tvm_target))
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.jsonl"
@@ -147,28 +180,12 @@ class TuningStore:
             return []
         return sorted(p.stem for p in self.directory.glob("*.jsonl"))
 
-    def fingerprint(self, keys: list[str]) -> str:
-        """Changes whenever the file of one of `keys` changes (size, mtime or existence); reads no file."""
-        items = []
-        for key in sorted(keys):
-            try:
-                stat = self.path(key).stat()
-                items.append(f"{key}:{stat.st_size}:{stat.st_mtime_ns}")
-            except FileNotFoundError:
-                items.append(f"{key}:absent")
-        return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
-
-
     @contextlib.contextmanager
     def locked(self):
         """Exclusive lock of this target's records (held briefly, for one read-modify-write)."""
         self._ensure()
-        with open(self.directory / ".lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with directory_lock(self.directory):
+            yield
 
     @contextlib.contextmanager
     def claim(self, key: str, wait: bool):
@@ -197,8 +214,7 @@ class TuningStore:
             if entry.header is None or entry.header.get("exhausted"):
                 return
             header = dict(entry.header, exhausted=True)
-            lines = [dumps(header), *(dumps(r) for r in entry.records), *entry.corrupt]
-            _write_atomic(self.path(key), "\n".join(lines) + "\n")
+            write_atomic(self.path(key), entry_text(header, entry.records, entry.corrupt))
 
     def add(self, key: str, name: str, workload, records: list[dict], trials: int,
             default_us: float | None = None) -> Entry:
@@ -214,24 +230,29 @@ class TuningStore:
             header["trials"] = int(header.get("trials", 0)) + trials
             if default_us is not None:
                 header["default_us"] = round(default_us, 4)
-            merged = {dumps(r["trace"]) + dumps(r["args_info"]): r for r in entry.records}
-            for record in records:
-                if record_latency_us(record) < FAILED_US:
-                    record = dict(record, tvm=self.tvm_version)
-                    ident = dumps(record["trace"]) + dumps(record["args_info"])
-                    if ident not in merged or _record_order(record) < _record_order(merged[ident]):
-                        merged[ident] = record
-            kept = sorted(merged.values(), key=_record_order)[:TOP_K]
-            lines = [dumps(header), *(dumps(r) for r in kept), *entry.corrupt]
-            _write_atomic(self.path(key), "\n".join(lines) + "\n")
+            measured = [dict(r, tvm=self.tvm_version) for r in records if record_latency_us(r) < FAILED_US]
+            kept = best_records([*entry.records, *measured])
+            write_atomic(self.path(key), entry_text(header, kept, entry.corrupt))
             entry.header, entry.records = header, kept
             return entry
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` by rename, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path):
+    """Exclusive lock on `<directory>/.lock`: the writers of one target directory take turns."""
+    with open(Path(directory) / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_store(tuning_dir: Path, tvm_target: dict) -> TuningStore:

@@ -93,16 +93,6 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert len(entry.records) == TOP_K and entry.best_us == 100.0
 
 
-def test_fingerprint_follows_only_the_given_keys(tmp_path):
-    s = store(tmp_path)
-    s.add("a", "n", WORKLOAD, [rec(1.0)], trials=1)
-    before = s.fingerprint(["a", "missing"])
-    s.add("other", "n", WORKLOAD, [rec(1.0)], trials=1)
-    assert s.fingerprint(["a", "missing"]) == before
-    s.add("a", "n", WORKLOAD, [rec(0.5, "z")], trials=1)
-    assert s.fingerprint(["a", "missing"]) != before
-
-
 TASKS = [Task("new", "fused_new", 1), Task("done", "fused_done", 2), Task("part", "fused_part", 1),
          Task("dead", "fused_dead", 1), Task("tiny", "reshape", 1)]
 

@@ -7,20 +7,26 @@ Thin glue: it declares builders, outputs and dependencies; `ansor_build` does th
     pkg = env.AnsorModel("build/x86_64/convnet", "models/convnet.onnx", ANSOR_TARGET="targets/x86_64.yaml")
     env.AnsorCheck(pkg, "models/convnet.onnx")   # fresh-process run compared with onnxruntime
 
-Rebuild signature: the command line (model, target and shape arguments; the interpreter path is excluded), the
-contents of the model and its external-data files, of the target YAML and every file it `extends`, of the runner
-sources, and the ansor-build / apache-tvm / apache-tvm-ffi versions.
+Rebuild signature (and so the CacheDir key; `ansor_build.buildkey` defines it, `ansor-build explain` prints it):
+the command line (model, target and shape arguments, paths relative to the top directory; the interpreter path is
+excluded), the contents of the model and its external-data files, of the target YAML and every file it `extends`,
+of the runner sources, the ansor-build / apache-tvm / apache-tvm-ffi versions, and the identity of the C++ compiler
+(and nvcc) that write the package's binaries.
 
 Tuning (ANSOR_TUNE=reuse|incremental|full) adds a step before the compile: `python -m ansor_build tune` writes
 PACKAGE.records.json, the records the package applies, and the compile depends on that file's content only. So a
 change of tuning mode or budget re-runs the (cheap, when nothing is left to tune) tuning step but recompiles only
-if the applied records change. The tuning step's signature adds the mode, the budgets, and the size/mtime of the
-record files of the model's tasks (listed in the previous PACKAGE.records.json): new records for those tasks
-re-run it, records of other models do not.
+if the applied records change. The tuning step's signature adds the mode, the budgets (not in reuse mode), the
+effective TVM target, and the content of the store files of the model's tasks (found by a scanner through the
+model's task list in the store, `ansor_build.tuning.tasklist`): new records for those tasks re-run it, records of
+other models do not, and a fresh checkout of a committed store gets the same key (mtimes are not in it).
+
+ANSOR_ARCHIVE=1 also writes PACKAGE.tar.gz (reproducible; `ansor-build verify` checks it).
 """
 
 import os
 import sys
+from pathlib import Path
 
 import SCons.Action
 import SCons.Builder
@@ -35,11 +41,12 @@ _PASS_ENV = ("PATH", "HOME", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "TM
 
 def _ansor():
     # Deferred: the SConstruct may extend sys.path before the tool's builders are used.
+    import ansor_build.buildkey
     import ansor_build.model
     import ansor_build.package.layout
     import ansor_build.target
     import ansor_build.tuning
-    import ansor_build.tuning.driver
+    import ansor_build.tuning.tasklist
 
     import ansor_build.version
     import ansor_build.runner
@@ -53,10 +60,7 @@ def _user_error(err):
 
 def _versions():
     """`ansor-build=X apache-tvm=Y apache-tvm-ffi=Z`, read from package metadata (TVM is not imported)."""
-    from ansor_build.backend import versions
-
-    parts = {"ansor-build": _ansor().version.__version__, **versions()}
-    return " ".join(f"{k}={v}" for k, v in sorted(parts.items()))
+    return _ansor().buildkey.versions_text()
 
 
 def _process_env(env):
@@ -67,18 +71,36 @@ def _process_env(env):
     return process_env
 
 
-def _shape_flags(shapes):
+def _shape_dict(shapes):
     if not shapes:
-        return ""
+        return {}
     if isinstance(shapes, str):
-        shapes = _ansor().model.parse_shapes(shapes)
+        return _ansor().model.parse_shapes(shapes)
+    try:
+        return {str(name): [int(d) for d in dims] for name, dims in shapes.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise _ansor().InputError(f"ANSOR_SHAPES: {shapes!r} is not allowed (expected {{'input': [1, 3, 224, 224]}} "
+                                  f"or 'input=1,3,224,224')") from None
+
+
+def _shape_flags(shapes):
+    shapes = _shape_dict(shapes)
     return " ".join(f"--shape {name}={','.join(str(d) for d in dims)}" for name, dims in sorted(shapes.items()))
+
+
+def _archive_enabled(env) -> bool:
+    value = str(env.subst("$ANSOR_ARCHIVE")).strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise SCons.Errors.UserError(f"ANSOR_ARCHIVE: '{value}' is not allowed (expected one of: 0, 1)")
 
 
 def ansor_model(env, target, source, **overrides):
     """Declare the package directory `target` built from the ONNX model `source` for `ANSOR_TARGET`.
 
-    Returns the package's file nodes (manifest.json first).
+    Returns the package's file nodes (manifest.json first; with ANSOR_ARCHIVE, PACKAGE.tar.gz last).
     """
     ansor = _ansor()
     env = env.Override(overrides) if overrides else env
@@ -91,20 +113,25 @@ def ansor_model(env, target, source, **overrides):
         spec = ansor.target.load_target(env.File(target_yaml).srcnode().abspath)
         files = ansor.package.layout.package_files(spec)
         shape_flags = _shape_flags(env.get("ANSOR_SHAPES"))
+        host_tools = ansor.buildkey.host_tools_text(spec)
     except ansor.AnsorError as err:
         raise _user_error(err) from None
     out = env.Dir(target)
     targets = [out.File(name) for name in files]
-    # Source order matters to $ANSOR_COM: the model first, the target YAML second.
-    sources = [model, env.File(target_yaml), *[env.File(str(f)) for f in spec.files[1:]],
-               *[env.File(str(f)) for f in ansor.runner.runner_sources()],
-               env.Value(env.subst("$ANSOR_VERSIONS"))]
-    records = _tuning_step(env, ansor, spec, out, sources, shape_flags)
+    # Source order matters to $ANSOR_COM and $ANSOR_TUNECOM: the model first, the target YAML second.
+    # Every input of ansor_build.buildkey is here (and nothing else), so CacheDir shares what is shareable.
+    versions = env.Value(env.subst("$ANSOR_VERSIONS"))
+    common = [model, env.File(target_yaml), *[env.File(str(f)) for f in ansor.buildkey.target_files(spec)[1:]]]
+    records = _tuning_step(env, ansor, spec, out, [*common, versions], shape_flags)
+    sources = [*common, *[env.File(str(f)) for f in ansor.buildkey.runner_files()], versions, env.Value(host_tools)]
     if records is not None:
         sources.append(records)
     nodes = env._AnsorPackage(targets, sources, ANSOR_SHAPE_FLAGS=shape_flags, ENV=_process_env(env),
                               ANSOR_RECORDS_FLAGS=f"--records {records.path}" if records is not None else "")
     env.Clean(nodes, [out, out.File(f"../{out.name}.link.log")])
+    if _archive_enabled(env):
+        nodes = nodes + env._AnsorArchive(out.File(f"../{out.name}.tar.gz"), [*nodes, versions],
+                                          ENV=_process_env(env))
     return nodes
 
 
@@ -137,17 +164,30 @@ def _tuning_step(env, ansor, spec, out, sources, shape_flags):
     tuning_dir = env.Dir(env.subst("$ANSOR_TUNING_DIR"))
     records = out.File(f"../{out.name}.records.json")
     store = ansor.tuning.TuningStore(tuning_dir.abspath, spec.tuned_tvm(), "")
-    keys = ansor.tuning.driver.records_file_tasks(records.abspath)
-    state = env.Value(f"tuning {mode} {_tuning_flags(env)} tasks {store.fingerprint(keys) if keys else 'unknown'}")
-    node = env._AnsorTune(records, [*sources, state], ANSOR_TUNING_FLAGS=_tuning_flags(env),
-                          ANSOR_SHAPE_FLAGS=shape_flags,
-                          ANSOR_TUNING_DIR_NODE=tuning_dir, ENV=_process_env(env))
+    flags = "" if mode == "reuse" else _tuning_flags(env)  # budgets change nothing when nothing is measured
+    state = env.Value(ansor.buildkey.tuning_text(spec, mode, flags))
+    node = env._AnsorTune(records, [*sources, state], ANSOR_TUNING_FLAGS=flags, ANSOR_SHAPE_FLAGS=shape_flags,
+                          ANSOR_TUNING_DIR_NODE=tuning_dir, ANSOR_TUNE_STORE=store.directory,
+                          ANSOR_TUNE_SHAPES=_shape_dict(env.get("ANSOR_SHAPES")), ENV=_process_env(env))
     env.Clean(node, out.Dir(f"../{out.name}.records.logs"))
     if mode in ("incremental", "full"):
         # Steps that may measure share one side effect, so `scons -j` never runs two at once: measurements of
         # concurrent tuning runs on the same cores would disturb each other. Compiles still run in parallel.
         env.SideEffect(tuning_dir.File(".measuring"), node)
     return node[0]
+
+
+def _scan_task_records(node, env, path):
+    """Implicit dependencies of a tuning step: the store files it reads for its model (their content is in the
+    signature, their mtimes are not)."""
+    model = node.sources[0]
+    source = model.srcnode() if model.srcnode().exists() else model
+    if not source.exists():
+        return []  # a generated model: scanned again once it is built
+    ansor = _ansor()
+    files = [Path(source.abspath), *ansor.model.external_data_files(source.abspath)]
+    found = ansor.tuning.tasklist.model_task_files(env["ANSOR_TUNE_STORE"], files, env["ANSOR_TUNE_SHAPES"])
+    return [env.File(str(f)) for f in found]
 
 
 def ansor_check(env, package, model, **overrides):
@@ -172,10 +212,14 @@ def generate(env):
         ANSOR_COMSTR="",
         ANSOR_TUNE="off",
         ANSOR_TUNING_DIR="#tuning",
+        # The store's location is not in the signature either: the content of the files it reads is (scanner).
         ANSOR_TUNECOM="$( $ANSOR_PYTHON $) -m ansor_build $ANSOR_FLAGS tune ${SOURCES[0]} --target ${SOURCES[1]} "
-                      "--tuning-dir $ANSOR_TUNING_DIR_NODE --tune $ANSOR_TUNE $ANSOR_TUNING_FLAGS "
+                      "--tuning-dir $( $ANSOR_TUNING_DIR_NODE $) --tune $ANSOR_TUNE $ANSOR_TUNING_FLAGS "
                       "$ANSOR_SHAPE_FLAGS --records-out $TARGET",
         ANSOR_TUNECOMSTR="",
+        ANSOR_ARCHIVE=0,
+        ANSOR_ARCHIVECOM="$( $ANSOR_PYTHON $) -m ansor_build archive ${SOURCES[0].dir} -o $TARGET",
+        ANSOR_ARCHIVECOMSTR="",
         ANSOR_CHECKCOM="$( $ANSOR_PYTHON $) -m ansor_build check ${SOURCES[0].dir} --model ${SOURCES[-1]} "
                        "--repeat $ANSOR_CHECK_REPEAT --stamp $TARGET",
         ANSOR_CHECKCOMSTR="",
@@ -185,7 +229,10 @@ def generate(env):
         source_scanner=SCons.Scanner.Scanner(_scan_external_data, name="AnsorOnnx"))
     env["BUILDERS"]["_AnsorTune"] = SCons.Builder.Builder(
         action=SCons.Action.Action("$ANSOR_TUNECOM", "$ANSOR_TUNECOMSTR"),
-        source_scanner=SCons.Scanner.Scanner(_scan_external_data, name="AnsorOnnxTune"))
+        source_scanner=SCons.Scanner.Scanner(_scan_external_data, name="AnsorOnnxTune"),
+        target_scanner=SCons.Scanner.Scanner(_scan_task_records, name="AnsorTaskRecords"))
+    env["BUILDERS"]["_AnsorArchive"] = SCons.Builder.Builder(
+        action=SCons.Action.Action("$ANSOR_ARCHIVECOM", "$ANSOR_ARCHIVECOMSTR"))
     env["BUILDERS"]["_AnsorCheck"] = SCons.Builder.Builder(
 
         action=SCons.Action.Action("$ANSOR_CHECKCOM", "$ANSOR_CHECKCOMSTR"))

@@ -1,0 +1,47 @@
+"""`ansor-build db stats`: what a record store holds, per target directory and per workload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import tasklist
+from .progress import format_us
+from .store import dumps, read_entry
+from .targetdir import read_target
+
+
+def store_stats(directory: Path) -> dict:
+    """Totals and one row per workload (sorted by name, then key); unreadable lines are counted, not fatal."""
+    directory = Path(directory)
+    rows, versions = [], set()
+    for path in sorted(directory.glob("*.jsonl")):
+        entry = read_entry(path)
+        versions.update(str(r["tvm"]) for r in entry.records if r.get("tvm"))
+        rows.append({"key": path.stem, "name": entry.header.get("name") if entry.header else None,
+                     "trials": entry.trials, "records": len(entry.records),
+                     "best_us": round(entry.best_us, 3) if entry.best_us is not None else None,
+                     "default_us": entry.default_us, "exhausted": entry.exhausted,
+                     "unreadable_lines": len(entry.corrupt)})
+    rows.sort(key=lambda row: (row["name"] or "", row["key"]))
+    return {"directory": str(directory), "target": read_target(directory), "workloads": len(rows),
+            "records": sum(r["records"] for r in rows), "trials": sum(r["trials"] for r in rows),
+            "task_lists": len(list((directory / tasklist.MODELS_DIR).glob("*.json"))),
+            "tvm_versions": sorted(versions), "tasks": rows}
+
+
+def format_stats(stats: dict) -> str:
+    """A summary line, the target, and a table: name, key, trials, records, best, default, speedup, notes."""
+    lines = [f"{stats['directory']}: {stats['workloads']} workloads, {stats['records']} records, "
+             f"{stats['trials']} trials, {stats['task_lists']} task lists; records from apache-tvm "
+             f"{', '.join(stats['tvm_versions']) or '-'}",
+             f"target {dumps(stats['target'])}",
+             f"{'task':<34} {'key':<16} {'trials':>6} {'records':>7} {'best':>11} {'default':>11} {'speedup':>7}  notes"]
+    for row in stats["tasks"]:
+        speedup = f"{row['default_us'] / row['best_us']:.1f}x" if row["default_us"] and row["best_us"] else "-"
+        notes = [note for flag, note in ((row["exhausted"], "exhausted"), (row["name"] is None, "no header"),
+                                         (row["unreadable_lines"], f"{row['unreadable_lines']} unreadable lines"))
+                 if flag]
+        lines.append(f"{(row['name'] or '?')[:34]:<34} {row['key']:<16} {row['trials']:>6} {row['records']:>7} "
+                     f"{format_us(row['best_us']):>11} {format_us(row['default_us']):>11} {speedup:>7}  "
+                     f"{', '.join(notes)}".rstrip())
+    return "\n".join(lines)
