@@ -33,6 +33,8 @@ class TuningOptions:
     population: int = 512
 
     def __post_init__(self):
+        if self.tuning_dir is not None and not isinstance(self.tuning_dir, Path):
+            object.__setattr__(self, "tuning_dir", Path(self.tuning_dir))  # frozen: normalize str paths once
         if self.mode not in MODES:
             raise InputError(f"tuning mode '{self.mode}' is not allowed (expected one of: {', '.join(MODES)})")
         if self.mode != "off" and self.tuning_dir is None:
