@@ -134,3 +134,10 @@ def test_store_file_is_read_entry(tmp_path):
     s = store(tmp_path)
     s.add("k", "n", WORKLOAD, [rec(2.0)], trials=1)
     assert read_entry(s.path("k")).records == s.entry("k").records
+
+
+def test_options_accept_str_tuning_dir(tmp_path):
+    from pathlib import Path
+
+    options = TuningOptions(mode="reuse", tuning_dir=str(tmp_path))
+    assert options.tuning_dir == Path(tmp_path) and isinstance(options.tuning_dir, Path)
