@@ -28,3 +28,12 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ansor-build: error:")]
     assert len(errors) == 1, proc.stderr
     return errors[0]
+
+
+def run_scons(root, *args, check=True) -> subprocess.CompletedProcess:
+    """Run `scons -Q ARGS` in the project at `root`, with its own ansor-build cache (runner binaries)."""
+    proc = subprocess.run([sys.executable, "-m", "SCons", "-Q", *args], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "ANSOR_BUILD_CACHE_DIR": str(Path(root) / ".cache")})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"scons {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc

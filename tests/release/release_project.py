@@ -6,9 +6,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from helpers import run_scons
 
 TARGET = """extends: x86_64-avx2
 name: release
@@ -40,11 +41,7 @@ class Checkout:
         self.root = root
 
     def scons(self, *args, check=True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "SCons", "-Q", *args], cwd=self.root, capture_output=True,
-                              text=True, env={**os.environ, "ANSOR_BUILD_CACHE_DIR": str(self.root / ".cache")})
-        if check and proc.returncode != 0:
-            raise AssertionError(f"scons {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc
+        return run_scons(self.root, *args, check=check)
 
     @staticmethod
     def commands(proc, step: str | None = None) -> list[str]:

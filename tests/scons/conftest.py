@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import run_scons
 
 SCONSTRUCT = '''
 import atexit, sys
@@ -34,11 +34,7 @@ class Project:
         self.root = root
 
     def scons(self, *args, check=True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "SCons", "-Q", *args], cwd=self.root, capture_output=True,
-                              text=True, env={**os.environ, "ANSOR_BUILD_CACHE_DIR": str(self.root / ".cache")})
-        if check and proc.returncode != 0:
-            raise AssertionError(f"scons {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc
+        return run_scons(self.root, *args, check=check)
 
     def tuned(self, proc) -> list[str]:
         """Records files that an SCons run's tuning steps (re)wrote, from the command lines it printed."""
