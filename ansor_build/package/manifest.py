@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..jsonfile import load_json
 from .layout import FORMAT_VERSION, MANIFEST
 
 
@@ -30,12 +31,9 @@ def write_manifest(package: Path, manifest: dict, files: list[str]) -> dict:
 
 def read_manifest(package: Path) -> dict:
     path = Path(package) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{package}: not a package ({MANIFEST} not found)") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
+    if not path.is_file():
+        raise InputError(f"{package}: not a package ({MANIFEST} not found)")
+    manifest = load_json(path, f"{MANIFEST} not found")
     if manifest.get("format") != FORMAT_VERSION:
         raise InputError(f"{path}: format {manifest.get('format')!r} is not supported (expected {FORMAT_VERSION})")
     return manifest

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
 from ..errors import InputError
+from ..jsonfile import load_json
 from .options import TuningOptions
 from .plan import Plan, make_plan
 from .progress import Progress, summary_table
@@ -107,12 +107,7 @@ def write_records_file(path: Path, tvm_target: dict, task_keys: list[str], appli
 
 
 def _load_records_file(path: Path, tvm_target: dict) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: records file not found") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
+    data = load_json(path, "records file not found")
     if not isinstance(data, dict) or data.get("format") != RECORDS_FORMAT:
         raise InputError(f"{path}: not an ansor-build records file (format {RECORDS_FORMAT})")
     if data.get("target") != tvm_target:

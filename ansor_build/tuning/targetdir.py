@@ -6,10 +6,10 @@ the one of the given target, else its only one.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..jsonfile import load_json
 from .store import FORMAT, dumps, target_dirname
 
 TARGET_JSON = "target.json"
@@ -22,12 +22,9 @@ def is_target_dir(path: Path) -> bool:
 def read_target(directory: Path) -> dict:
     """The TVM target (dict form) of a target directory, from its target.json (one-line errors)."""
     path = Path(directory) / TARGET_JSON
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{directory}: not a tuning target directory ({TARGET_JSON} not found)") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
+    if not path.is_file():
+        raise InputError(f"{directory}: not a tuning target directory ({TARGET_JSON} not found)")
+    doc = load_json(path, f"{TARGET_JSON} not found")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("tvm"), dict):
         raise InputError(f"{path}: not a format-{FORMAT} target file (expected {{\"format\": {FORMAT}, \"tvm\": {{...}}}})")
     return doc["tvm"]
