@@ -46,9 +46,30 @@ def workload_json(mod) -> list:
 def record_from_measurement(trace, workload, run_secs, target, args_info) -> dict:
     """The store's form of one measured candidate (run times in microseconds)."""
     from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule import _ffi_api
 
-    as_json = ms.database.TuningRecord(trace, workload, run_secs, target, args_info).as_json()
+    as_json = _plain_json(_ffi_api.TuningRecordAsJSON(ms.database.TuningRecord(trace, workload, run_secs, target,
+                                                                                 args_info)))
     return {"trace": as_json[0], "run_us": [float(s) * 1e6 for s in as_json[1]], "args_info": as_json[3]}
+
+
+def _plain_json(obj):
+    """A TVM JSON-like object as plain Python, the way MetaSchedule's JSONDatabase writes it: other objects (the
+    IndexMaps of layout-rewriting traces) become their TVM JSON graph string, which TuningRecordFromJSON reads."""
+    import tvm_ffi
+
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj if not isinstance(obj, str) else str(obj)
+    if isinstance(obj, tvm_ffi.Array):
+        return [_plain_json(item) for item in obj]
+    if isinstance(obj, tvm_ffi.Map):
+        return {str(key): _plain_json(value) for key, value in obj.items()}
+    value = getattr(obj, "value", None)  # IntImm, FloatImm
+    if isinstance(value, (bool, int, float)):
+        return value
+    from tvm.ir import save_json
+
+    return save_json(obj)
 
 
 def to_tuning_record(record: dict, workload, target):
