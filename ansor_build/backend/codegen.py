@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 
 from ..errors import AnsorError, ToolError
-from . import cuda, import_tvm
+from . import cuda, import_tvm, prepack
 
 # TVM relax backend package per target kind.
 _BACKENDS = {"llvm": "cpu_generic", "cuda": "cuda"}
@@ -15,7 +15,8 @@ _BACKENDS = {"llvm": "cpu_generic", "cuda": "cuda"}
 def compile_fused(fused, target, database=None):
     """Compile a fused module into a Relax VM executable, applying the database's best schedules when given.
 
-    Records must be applied after FuseOps (apache/tvm#19385), so they are applied here, to the fused module.
+    Records must be applied after FuseOps (apache/tvm#19385), so they are applied here, to the fused module;
+    weights whose layout the applied schedules rewrite are then packed at build time (`prepack`).
     """
     tvm = import_tvm()
     from tvm import relax
@@ -25,6 +26,7 @@ def compile_fused(fused, target, database=None):
     if database is not None:
         with target, database:
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+            mod = tvm.transform.Sequential(prepack.after_applying(target))(mod)
     passes = [*_default_schedules(target), *backend.dataflow_lower_passes(target), *backend.finalize_passes(target)]
     lower = tvm.transform.Sequential(passes)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import import_tvm
+from . import import_tvm, prepack
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,11 @@ def fuse(mod, target):
     # unscheduled subgraphs, so the fusing passes are listed here and scheduling happens in codegen.
     transform = relax.transform
     with target:
-        passes = [*pipeline.library_dispatch_passes(target), transform.DecomposeOpsForInference(),
+        passes = [*pipeline.library_dispatch_passes(target), transform.FoldBatchnormToConv2D(),
+                  transform.DecomposeOpsForInference(),
                   # Without these two, batch_norm's leftover tuple stops FuseOps (resnet: 12 tasks instead of 9).
                   transform.CanonicalizeBindings(), transform.DeadCodeElimination(), transform.LegalizeOps(), transform.AnnotateTIROpPattern(),
-                  transform.FoldConstant(), transform.FuseOps(), transform.FuseTIR()]
+                  transform.FoldConstant(), transform.FuseOps(), transform.FuseTIR(), *prepack.before_tuning(target)]
         return tvm.transform.Sequential(passes)(mod)
 
 

@@ -107,3 +107,21 @@ def test_run_command_points_foreign_packages_to_check(cross_package):
     package = cross_package("aarch64", "mlp")
     line = one_line_error(run_cli("run", package))
     assert f"{package}: this aarch64 package runs on its device" in line and "ansor-build check" in line
+
+
+def test_aarch64_prepacked_package_under_qemu_matches_onnxruntime(zoo_dir, tmp_path):
+    """Weights packed at build time on the x86 host for an aarch64 kernel's layout (see tests/tvm/test_prepack.py)."""
+    from ansor_build.build import build_package, prepare
+    from ansor_build.target import load_target
+    from ansor_build.tuning.driver import write_records_file
+    from helpers import PRESETS
+    from prepack_records import layout_rewriting_records
+
+    target = load_target(PRESETS / "aarch64.yaml")
+    prepared = prepare(zoo_dir / "resnet.onnx", target, tuned=True)
+    records = tmp_path / "records.json"
+    write_records_file(records, target.tuned_tvm(), [t.key for t in prepared.tasks], layout_rewriting_records(prepared))
+    result = build_package(zoo_dir / "resnet.onnx", PRESETS / "aarch64.yaml", tmp_path / "resnet", records_file=records)
+    assert result.manifest["tuning"]["records"] == 6
+    check = check_package(result.package, zoo_dir / "resnet.onnx")
+    assert check.ok, check.line()
