@@ -79,6 +79,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    from .profile import profile_package
+
+    if args.repeat < 1 or args.rounds < 1:
+        raise AnsorError(f"profile: --repeat and --rounds must be at least 1 (got {args.repeat}, {args.rounds})")
+    profile = profile_package(Path(args.package), repeat=args.repeat, rounds=args.rounds)
+    print(json.dumps(profile.as_dict(), indent=2) if args.json else profile.table())
+    return 0
+
+
 def cmd_inspect(args) -> int:
     from .build import prepare
     from .tuning import make_plan, open_store
@@ -175,6 +185,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=0, help="also time both over N runs")
     p.add_argument("--stamp", help="write the result line to this file (for build systems)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("profile", help="time each kernel of a package alone against one whole call (where the time "
+                                       "goes)")
+    p.add_argument("package")
+    p.add_argument("--repeat", type=int, default=200, help="runs per timing round")
+    p.add_argument("--rounds", type=int, default=5, help="timing rounds (medians are reported)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_profile)
 
     from .cli_release import add_commands
 
