@@ -31,7 +31,9 @@ def tune_and_select(label: str, tasks, ms_tasks, target, tvm_target, options: Tu
     plan = make_plan(tasks, store, options)
     log.info("%s: %s", label, plan.line())
     if plan.to_tune:
-        progress = progress or Progress(label)
+        history = log_dir / "progress.jsonl"
+        history.unlink(missing_ok=True)  # this build's tuning only
+        progress = progress or Progress(label, history=history)
         _tune_claimed(plan, tasks, ms_tasks, store, target, tvm_target, options, log_dir, progress)
     applied = applied_records(store, [t.key for t in tasks])
     fallback = [t.name for t in tasks if t.key not in applied]

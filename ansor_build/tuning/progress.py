@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 log = logging.getLogger("ansor_build.tuning")
 
@@ -16,20 +18,40 @@ def format_us(us: float | None) -> str:
     return f"{us / 1000:.3f} ms" if us >= 1000 else f"{us:.1f} us"
 
 
-class Progress:
-    """Reports tuning of one model; `interactive` draws one updating line (stderr is a terminal)."""
+def estimated_us(tasks) -> float | None:
+    """The model's latency as its tuned tasks add up: weight x best measured latency (the unscheduled code's while
+    a task has no record yet); None until every task has one of the two."""
+    total = 0.0
+    for task in tasks:
+        us = task.best_us if task.best_us is not None else task.default_us
+        if us is None:
+            return None
+        total += us * task.weight
+    return total
 
-    def __init__(self, label: str, stream=None, interactive: bool | None = None, min_interval: float = 10.0):
+
+class Progress:
+    """Reports tuning of one model; `interactive` draws one updating line (stderr is a terminal).
+
+    With `history`, every measured batch also appends one JSON line there: `trials` and `seconds` so far, the
+    `estimated_us` of the tuned tasks (see `estimated_us`) and the `best_us` of each task key: how the search
+    converges (benchmarks/tuning.py plots it).
+    """
+
+    def __init__(self, label: str, stream=None, interactive: bool | None = None, min_interval: float = 10.0,
+                 history: Path | None = None):
         self.label = label
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.min_interval = min_interval
+        self.history = history
         self.total = 0
         self.budget = None
         self._last = 0.0
 
     def start(self, result, total_trials: int, time_budget: float | None) -> None:
         self.total, self.budget = total_trials, time_budget
+        self._record(result, 0.0)
         budget = f", time budget {time_budget:g} s" if time_budget else ""
         log.info("tuning %s: %d tasks, up to %d trials%s", self.label, len(result.tasks), total_trials, budget)
 
@@ -40,7 +62,17 @@ class Progress:
         return (f"tuning {self.label}: tasks {done}/{len(result.tasks)}, trials {result.trials}/{self.total}, "
                 f"weighted best {format_us(best)}, {elapsed:.0f}{budget} s")
 
+    def _record(self, result, elapsed: float) -> None:
+        if self.history is None:
+            return
+        row = {"trials": result.trials, "seconds": round(elapsed, 3), "estimated_us": estimated_us(result.tasks),
+               "best_us": {t.key: t.best_us for t in result.tasks}}
+        self.history.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.history, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(row, sort_keys=True) + "\n")
+
     def update(self, result, elapsed: float) -> None:
+        self._record(result, elapsed)
         text = self.line(result, elapsed)
         if self.interactive:
             self.stream.write("\r\033[K" + text)
