@@ -19,14 +19,14 @@ def format_us(us: float | None) -> str:
 
 
 def estimated_us(tasks) -> float | None:
-    """The model's latency as its tuned tasks add up: weight x best measured latency (the unscheduled code's while
-    a task has no record yet); None until every task has one of the two."""
+    """The model's latency as its tuned tasks add up: weight x the faster of the best record and the unscheduled
+    code (what a build applies); None until every task has one of the two."""
     total = 0.0
     for task in tasks:
-        us = task.best_us if task.best_us is not None else task.default_us
-        if us is None:
+        measured = [us for us in (task.best_us, task.default_us) if us is not None]
+        if not measured:
             return None
-        total += us * task.weight
+        total += min(measured) * task.weight
     return total
 
 

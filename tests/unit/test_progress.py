@@ -19,7 +19,9 @@ def test_estimate_uses_best_records_and_default_code_until_a_task_has_records():
     assert estimated_us(result.tasks) == 2 * 100.0 + 10.0
     result.tasks[0].best_us = 40.0
     assert estimated_us(result.tasks) == 2 * 40.0 + 10.0
-    result.tasks[1].default_us = None  # neither measured: no estimate rather than a wrong one
+    result.tasks[1].best_us = 12.0  # slower than its unscheduled code: builds keep the default
+    assert estimated_us(result.tasks) == 2 * 40.0 + 10.0
+    result.tasks[1].default_us = result.tasks[1].best_us = None  # neither measured: no estimate, not a wrong one
     assert estimated_us(result.tasks) is None
 
 
@@ -30,7 +32,7 @@ def test_history_has_one_line_at_start_and_one_per_measured_batch(tmp_path):
     progress.start(result, total_trials=128, time_budget=None)
     result.trials, result.tasks[0].best_us = 32, 50.0
     progress.update(result, 12.5)
-    result.trials, result.tasks[1].best_us = 64, 5.0
+    result.trials, result.tasks[1].best_us = 64, 5.0  # faster than its default (10)
     progress.update(result, 30.0)
     rows = [json.loads(line) for line in history.read_text().splitlines()]
     assert [r["trials"] for r in rows] == [0, 32, 64]
