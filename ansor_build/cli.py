@@ -126,6 +126,22 @@ def cmd_check(args) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_devices(args) -> int:
+    from .backend import tracker
+    from .target.runner import parse_tracker
+
+    host, port = parse_tracker(args.tracker, "--tracker")
+    keys = tracker.device_keys(host, port, timeout=args.timeout)
+    if args.json:
+        print(json.dumps({"tracker": f"{host}:{port}", "keys": [k.as_dict() for k in keys.values()]}, indent=2))
+    elif keys:
+        print(f"tracker {host}:{port}\n{tracker.format_table(keys)}")
+    else:
+        print(f"tracker {host}:{port}: no devices (start servers with: python3 -m tvm.exec.rpc_server "
+              f"--tracker {host}:{port} --key KEY)")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ansor-build", description="Compile ONNX models into tuned, packaged "
                                      "shared libraries for x86, ARM and NVIDIA GPU devices.")
@@ -193,6 +209,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=5, help="timing rounds (medians are reported)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("devices", help="list the device keys of a TVM RPC tracker (free/pending/total)")
+    p.add_argument("--tracker", required=True, metavar="HOST:PORT", help="the tracker, e.g. 10.0.0.5:9190")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="wait at most this long (5)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_devices)
 
     from .cli_release import add_commands
 

@@ -3,7 +3,6 @@ model, gradient task scheduler) on the tasks a plan selects, writing every measu
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -17,7 +16,9 @@ from ..errors import AnsorError
 from ..tuning.options import FORBID_ENV, TuningOptions
 from ..tuning.plan import Plan
 from . import import_tvm
+from .measure import make_measurer
 from .records import import_intrinsics, intrinsics_family, record_from_measurement, workload_json
+from .rpc import error_line
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ class TuneResult:
     tasks: list[TaskProgress]
     trials: int = 0
     seconds: float = 0.0
-    stopped: str = ""  # why tuning ended early: "", "time budget", "trial budget"
+    stopped: str = ""  # why tuning ended early: "", "time budget", "trial budget", "runner fault"
+    error: str = ""  # a fault that fails the build (e.g. the RPC tracker went away); what was measured is stored
     extra: dict = field(default_factory=dict)
 
     @property
@@ -59,7 +61,7 @@ def check_allowed(plan: Plan) -> None:
         raise AnsorError(f"{FORBID_ENV} is set but this build would tune {len(plan.to_tune)} task(s): {names}{more}")
 
 
-def _make_callback(store, states, ms_tasks_by_id, options, started, result, progress):
+def _make_callback(store, states, ms_tasks_by_id, options, started, result, progress, measurer):
     from tvm.s_tir import meta_schedule as ms
     from tvm.ir.utils import derived_object
 
@@ -73,14 +75,22 @@ def _make_callback(store, states, ms_tasks_by_id, options, started, result, prog
             state = states[task_id]
             ctx = task_scheduler.tasks_[task_id].ctx
             workload = ms.database.Workload(ctx.mod)
-            records = []
+            records, errors, run_errors = [], [], []
             for candidate, built, ran in zip(measure_candidates, builder_results, runner_results):
+                if built.error_msg is None and measurer.unmeasured(ran.error_msg):
+                    run_errors.append(ran.error_msg)
+                    continue  # never reached a device: not a trial
                 ok = built.error_msg is None and ran.error_msg is None and ran.run_secs
                 run_secs = [float(s) for s in ran.run_secs] if ok else [1e10]
+                if not ok:
+                    errors.append(built.error_msg or ran.error_msg or "no run time")
+                    if built.error_msg is None:
+                        run_errors.append(ran.error_msg or "no run time")
                 records.append(record_from_measurement(candidate.sch.trace, workload, run_secs, ctx.target,
                                                        candidate.args_info))
             entry = store.add(state.key, state.name, ms_tasks_by_id[task_id], records, trials=len(records),
-                              default_us=state.default_us)
+                              default_us=state.default_us, failed=len(errors),
+                              error=error_line(errors[-1]) if errors else None)
 
             state.trials += len(records)
             result.trials += len(records)
@@ -90,7 +100,10 @@ def _make_callback(store, states, ms_tasks_by_id, options, started, result, prog
             # Terminating tasks from a callback trips the scheduler's own checks (it terminates tasks whose search
             # is exhausted, and its round-robin start ignores termination); stopping by exception is clean: every
             # measured batch is already in the store.
-            if interrupt.requested():
+            fault = measurer.fault(run_errors, result.trials)
+            if fault:
+                result.stopped, result.error = "runner fault", fault
+            elif interrupt.requested():
                 result.stopped = "interrupted"
             elif options.time_budget is not None and elapsed >= options.time_budget:
                 result.stopped = "time budget"
@@ -101,8 +114,12 @@ def _make_callback(store, states, ms_tasks_by_id, options, started, result, prog
 
 
 def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOptions, log_dir: Path,
-               progress, threads: int) -> TuneResult:
-    """Tune the plan's selected tasks; every measured batch is in the store when this returns or raises."""
+               progress, threads: int, runner=None) -> TuneResult:
+    """Tune the plan's selected tasks; every measured batch is in the store when this returns or raises.
+
+    `runner` (a RunnerSpec; None: this machine) says where candidates are measured. A fault that must stop tuning
+    (the RPC tracker went away) raises AnsorError after the measured batches are stored.
+    """
     check_allowed(plan)
     selected = [(task_plan, ms_task) for task_plan, ms_task in zip(plan.tasks, ms_tasks) if task_plan.tune]
     states = []
@@ -123,6 +140,7 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
     # MetaSchedule's console handler takes this logger's level when it is set: keep the console to warnings;
     # everything goes to the per-task files in log_dir/logs.
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    measurer = make_measurer(runner, family, threads)  # RPC: fails here, within seconds, if no device can measure
     contexts = _tune_contexts([ms_task for _, ms_task in selected], log_dir, threads, options.population)
     weights = [float(ms_task.weight) for _, ms_task in selected]
     workloads = [workload_json(ms_task.dispatched[0]) for _, ms_task in selected]
@@ -134,10 +152,14 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
 
         total = min(total, options.trials)
     started = time.perf_counter()
-    callback = _make_callback(store, states, dict(enumerate(workloads)), options, started, result, progress)
-    builder = ms.builder.LocalBuilder(max_workers=threads, initializer=functools.partial(import_intrinsics, family))
-    runner = ms.runner.LocalRunner()
-    _measure_defaults(states, contexts, builder, runner)
+    callback = _make_callback(store, states, dict(enumerate(workloads)), options, started, result, progress,
+                              measurer)
+    builder, runner = measurer.builder, measurer.runner
+    fault = measurer.check_defaults(*_measure_defaults(states, contexts, builder, runner),
+                                    str(tvm_target.attrs.get("mtriple", "")))
+    if fault:
+        measurer.close()
+        raise AnsorError(fault)
     cost_model = ms.cost_model.XGBModel(num_tuning_cores=threads)
     cost_model_path = _cost_model_path(store)
     _load_cost_model(cost_model, cost_model_path)
@@ -156,7 +178,10 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
         finally:
             result.seconds = time.perf_counter() - started
             progress.finish(result)
+            measurer.close()
     _save_cost_model(cost_model, cost_model_path)
+    if result.error:
+        raise AnsorError(result.error)
     if not result.stopped and result.trials < total:
         # Every task ended on its own: those short of their budget have no candidates left to try.
         for state in states:
@@ -231,8 +256,11 @@ store, selected, tvm_target):
     return memory_database({}, tvm_target, extra)
 
 
-def _measure_defaults(states, contexts, builder, runner) -> None:
-    """Latency of each task's unscheduled code (the "speedup vs default" column); failures are only missing data."""
+def _measure_defaults(states, contexts, builder, runner) -> tuple[list[str], int]:
+    """Latency of each task's unscheduled code (the "speedup vs default" column); failures are only missing data.
+
+    Returns the run errors and how many built tasks were run.
+    """
     from tvm.s_tir import meta_schedule as ms
 
     inputs = [ms.builder.BuilderInput(ctx.mod, ctx.target) for ctx in contexts]
@@ -241,15 +269,19 @@ def _measure_defaults(states, contexts, builder, runner) -> None:
     runner_inputs = [ms.runner.RunnerInput(b.artifact_path, ctx_device(contexts[i].target),
                                            ms.arg_info.ArgInfo.from_entry_func(contexts[i].mod, remove_preproc=True))
                      for i, b in runnable]
+    errors = []
     for (i, b), future in zip(runnable, runner.run(runner_inputs)):
         ran = future.result()
         if ran.error_msg is None and ran.run_secs:
             states[i].default_us = sum(float(s) for s in ran.run_secs) / len(ran.run_secs) * 1e6
+        else:
+            errors.append(ran.error_msg or "no run time")
     for i, b in runnable:
         if b.artifact_path:
             import shutil
 
             shutil.rmtree(os.path.dirname(b.artifact_path), ignore_errors=True)
+    return errors, len(runnable)
 
 
 def ctx_device(target) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .load import load_chain
+from .runner import RunnerSpec, runner_spec
 
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
     platform.machine().lower(), platform.machine().lower())
@@ -117,6 +118,12 @@ class Target:
     def tuning(self) -> dict:
         return dict(self.spec.get("tuning", {}))
 
+    @property
+    def runner(self) -> RunnerSpec:
+        """Where tuning measures candidates (`tuning.runner`; default: this machine). Not part of `key()`: the
+        records of a target are the same wherever it was measured."""
+        return runner_spec(self.tuning.get("runner", {}), str(self.path), self.cxx, self.cxx_flags)
+
     def canonical(self) -> dict:
         """Everything of the spec that changes the compiled code (not name, description or tuning budgets)."""
         return {key: self.spec[key] for key in ("tvm", "toolchain", "runtime") if key in self.spec}
@@ -145,5 +152,6 @@ def load_target(path: str | Path) -> Target:
             raise InputError(f"{path}: tvm.host.mtriple: missing; name the host CPU's triple, e.g. x86_64-linux-gnu")
     if "host" in tvm and tvm["kind"] != "cuda":
         raise InputError(f"{path}: tvm.host: only a cuda target has a separate host (tvm.kind is '{tvm['kind']}')")
+    runner_spec(spec.get("tuning", {}).get("runner", {}), str(path))  # one-line errors now, not when tuning
     name = spec.get("name", path.stem)
     return Target(name=name, path=path, files=tuple(files), spec=spec)

@@ -70,6 +70,14 @@ SCHEMA: dict[str, Field] = {
         "trials_per_iter": Field("int", "candidates measured per search round (default 32)", min=1),
         "population": Field("int", "evolutionary search population per round (default 512; lower is faster)",
                             min=4),
+        "runner": Field("map", "where candidates are measured (default: this machine)", fields={
+            "kind": Field("str", "local: this machine; rpc: devices handed out by a TVM RPC tracker",
+                          choices=("local", "rpc")),
+            "tracker": Field("str", "rpc: the tracker's HOST:PORT, e.g. 10.0.0.5:9190"),
+            "key": Field("str", "rpc: the device key the servers registered with (rpc_server --key)"),
+            "timeout": Field("number", "rpc: seconds one device may take per candidate (default 30)", min=1),
+            "parallel": Field("int", "rpc: devices measuring at once (default 1)", min=1),
+        }),
     }),
 
 }

@@ -49,6 +49,11 @@ def _tune_claimed(plan, tasks, ms_tasks, store, target, tvm_target, options, log
 
     check_allowed(plan)
     threads = target.threads or _cpu_count()
+    runner = target.runner
+    if runner.is_rpc:  # candidates are linked here for the device: a missing (cross) compiler fails now
+        from ..toolchain import find_compiler
+
+        runner = dataclasses.replace(runner, cxx=find_compiler(target))
     pending = {t.key for t in plan.to_tune}
     for wait in (False, True):
         with contextlib.ExitStack() as stack:
@@ -62,7 +67,8 @@ def _tune_claimed(plan, tasks, ms_tasks, store, target, tvm_target, options, log
             for task_plan in current.tasks:
                 task_plan.tune = task_plan.tune and task_plan.key in claimed
             pending -= claimed
-            result = tune_tasks(current, ms_tasks, store, tvm_target, round_options, log_dir, progress, threads)
+            result = tune_tasks(current, ms_tasks, store, tvm_target, round_options, log_dir, progress, threads,
+                                runner)
             _log_summary(progress.label, result, store)
             if result.stopped:
                 return

@@ -5,6 +5,7 @@ Layout (meant to be committed or cached by product repos; stable text, determini
     <tuning_dir>/<kind>-<arch>-<cpu>-<hash8>/target.json    the TVM target (dict form) the records belong to
     <tuning_dir>/<kind>-<arch>-<cpu>-<hash8>/<task key>.jsonl
         line 1:  {"format", "key", "name", "trials", "workload"}   trials = every measured trial, failed included
+                 (+ "failed": how many of them failed to build or run, "last_error": the latest failure's line)
         line 2+: {"args_info", "run_us", "trace", "tvm"}         best first, at most TOP_K, failed ones not kept
     <tuning_dir>/<kind>-<arch>-<cpu>-<hash8>/models/<key16>.json  a model's task keys (see `tasklist`)
 
@@ -217,11 +218,12 @@ class TuningStore:
             write_atomic(self.path(key), entry_text(header, entry.records, entry.corrupt))
 
     def add(self, key: str, name: str, workload, records: list[dict], trials: int,
-            default_us: float | None = None) -> Entry:
+            default_us: float | None = None, failed: int = 0, error: str | None = None) -> Entry:
         """Merge measured records of one task (and count `trials` more) into its file.
 
         `default_us`, the latency of the task's unscheduled code, is kept in the header: a build applies no record
-        slower than that.
+        slower than that. `failed` of the trials failed to build or run (a device died, a build timed out); they
+        are counted in the header with the latest `error` line, and not kept as records.
         """
         with self.locked():
             entry = self.entry(key)
@@ -230,6 +232,9 @@ class TuningStore:
             header["trials"] = int(header.get("trials", 0)) + trials
             if default_us is not None:
                 header["default_us"] = round(default_us, 4)
+            if failed:
+                header["failed"] = int(header.get("failed", 0)) + failed
+                header["last_error"] = str(error or "")[:300]
             measured = [dict(r, tvm=self.tvm_version) for r in records if record_latency_us(r) < FAILED_US]
             kept = best_records([*entry.records, *measured])
             write_atomic(self.path(key), entry_text(header, kept, entry.corrupt))

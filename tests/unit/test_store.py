@@ -45,6 +45,31 @@ def test_records_sorted_best_first_deduplicated_failed_dropped(tmp_path):
     assert json.loads((s.directory / "target.json").read_text())["tvm"] == TVM
 
 
+def test_failed_trials_are_counted_with_their_last_error_not_kept(tmp_path):
+    s = store(tmp_path)
+    s.add("k", "n", WORKLOAD, [rec(2.0, "a")], trials=1)
+    assert "failed" not in s.entry("k").header  # files of runs without failures keep their bytes
+    s.add("k", "n", WORKLOAD, [rec(1e16, "x"), rec(3.0, "b")], trials=2, failed=1, error="RPCRunner: Timeout")
+    s.add("k", "n", WORKLOAD, [rec(1e16, "y")], trials=1, failed=1, error="Check failed: code=1")
+    entry = s.entry("k")
+    assert entry.trials == 4 and [r["run_us"][0] for r in entry.records] == [2.0, 3.0]
+    assert (entry.header["failed"], entry.header["last_error"]) == (2, "Check failed: code=1")
+
+
+def test_merge_takes_failures_from_the_store_with_most_trials(tmp_path):
+    from ansor_build.tuning.merge import merge_entries
+
+    a, b = TuningStore(tmp_path / "a", TVM, "v"), TuningStore(tmp_path / "b", TVM, "v")
+    a.add("k", "n", WORKLOAD, [rec(2.0, "a"), rec(1e16, "x")], trials=2, failed=1, error="old")
+    b.add("k", "n", WORKLOAD, [rec(1.0, "b")] * 3, trials=3)
+    b.add("k", "n", WORKLOAD, [rec(1e16, "y")], trials=1, failed=1, error="new")
+    b.add("k", "n", WORKLOAD, [rec(1e16, "z")], trials=1, failed=1, error="newer")
+    for order in ([a, b], [b, a]):
+        header, records = merge_entries([x.entry("k") for x in order])
+        assert (header["trials"], header["failed"], header["last_error"]) == (5, 2, "newer")
+        assert [r["run_us"][0] for r in records] == [1.0, 2.0]
+
+
 def test_keeps_top_k(tmp_path):
     s = store(tmp_path)
     s.add("k", "n", WORKLOAD, [rec(float(i), str(i)) for i in range(TOP_K + 10, 0, -1)], trials=TOP_K + 10)

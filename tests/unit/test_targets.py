@@ -50,6 +50,9 @@ def test_key_ignores_description_but_not_tvm(tmp_path):
     assert a.key() == b.key() != c.key()
 
 
+X86 = "tvm: {kind: llvm, mtriple: x86_64-linux-gnu}\n"
+
+
 @pytest.mark.parametrize("text, expected", [
     ("tvm: {kind: llvm, mtriple: x86_64-linux-gnu, mcpuu: haswell}\n",
      "tvm.mcpuu: unknown key; did you mean 'tvm.mcpu'?"),
@@ -73,6 +76,18 @@ def test_key_ignores_description_but_not_tvm(tmp_path):
     ("runtime: {libs: pypi}\n", "runtime.libs: 'pypi' is not allowed (expected one of: host, wheel, none)"),
     ("runtime: {ptx: sometimes}\n", "runtime.ptx: expected true or false, found string 'sometimes'"),
     ("toolchain: {nvcc: [nvcc]}\n", "toolchain.nvcc: expected a string, found list"),
+    (X86 + "tuning: {runner: {kind: ssh}}\n", "tuning.runner.kind: 'ssh' is not allowed (expected one of: local, rpc)"),
+    (X86 + "tuning: {runner: {kind: rpc, key: rpi4}}\n",
+     "tuning.runner.tracker: missing; runner kind 'rpc' needs tuning.runner.tracker (HOST:PORT) and tuning.runner.key"),
+    (X86 + "tuning: {runner: {kind: rpc, tracker: 'h:9190'}}\n", "tuning.runner.key: missing"),
+    (X86 + "tuning: {runner: {kind: rpc, tracker: 10.0.0.5, key: k}}\n",
+     "tuning.runner.tracker: '10.0.0.5' is not HOST:PORT (e.g. 10.0.0.5:9190; the port is 1-65535)"),
+    (X86 + "tuning: {runner: {kind: rpc, tracker: 'h:70000', key: k}}\n", "tuning.runner.tracker: 'h:70000' is not"),
+    (X86 + "tuning: {runner: {parallel: 0}}\n", "tuning.runner.parallel: 0 is too small (minimum 1)"),
+    (X86 + "tuning: {runner: {timeout: soon}}\n", "tuning.runner.timeout: expected a number, found string 'soon'"),
+    (X86 + "tuning: {runner: {trackers: 'h:1'}}\n",
+     "tuning.runner.trackers: unknown key; did you mean 'tuning.runner.tracker'?"),
+    (X86 + "tuning: {runner: rpc}\n", "tuning.runner: expected a mapping, found string 'rpc'"),
 ])
 def test_bad_target_one_line_error(tmp_path, text, expected):
     path = write(tmp_path, "bad.yaml", text)
@@ -82,6 +97,22 @@ def test_bad_target_one_line_error(tmp_path, text, expected):
     assert message.startswith(f"{path}: "), message
     assert expected in message
     assert "\n" not in message
+
+
+def test_runner_default_local_and_rpc_not_part_of_the_key(tmp_path):
+    base = write(tmp_path, "base.yaml", "extends: aarch64-cortex-a72\ntuning: {trials_per_task: 8}\n")
+    pi = write(tmp_path, "pi.yaml", "extends: base.yaml\ntuning: {runner: {kind: rpc, tracker: '10.0.0.5:9190', "
+                                    "key: rpi4, parallel: 4}}\n")
+    local, remote = load_target(base).runner, load_target(pi).runner
+    assert (local.kind, local.is_rpc, local.parallel) == ("local", False, 1)
+    assert (remote.kind, remote.host, remote.port, remote.key, remote.parallel, remote.timeout) == (
+        "rpc", "10.0.0.5", 9190, "rpi4", 4, 30.0)
+    assert remote.tracker == "10.0.0.5:9190" and remote.source == str(pi)
+    assert remote.cxx == "aarch64-linux-gnu-g++"  # candidates are linked with the target's toolchain
+    assert load_target(base).tuning["trials_per_task"] == load_target(pi).tuning["trials_per_task"] == 8
+    # Where a target is measured does not change its records: the same key and record store.
+    assert load_target(base).key() == load_target(pi).key()
+    assert load_target(base).tuned_tvm() == load_target(pi).tuned_tvm()
 
 
 def test_error_in_extended_file_names_that_file(tmp_path):
