@@ -77,15 +77,21 @@ def reference_outputs(model_path: Path, manifest: dict, arrays: list[np.ndarray]
     outputs = session.run(None, feed)
     latency = None
     if repeat:
-        for _ in range(5):
-            session.run(None, feed)
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            session.run(None, feed)
-            times.append(time.perf_counter() - start)
+        times = onnxruntime_times(session, feed, repeat)
         latency = sorted(times)[len(times) // 2] * 1e3
     return outputs, latency
+
+
+def onnxruntime_times(session, feed: dict, repeat: int, warmup: int = 5) -> list[float]:
+    """Per-run latencies in seconds of `session` on `feed`, after `warmup` runs."""
+    for _ in range(warmup):
+        session.run(None, feed)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def run_in_fresh_process(package: Path, arrays: list[np.ndarray], repeat: int = 0, command_prefix=()):

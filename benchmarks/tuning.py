@@ -55,7 +55,7 @@ def timed_build(model, target, out, **kw):
 
 def latencies(packages: dict, model_path, manifest, repeat: int, rounds: int) -> dict:
     """name -> median over rounds of each round's median latency (ms); onnxruntime under the same thread count."""
-    from ansor_build.check import compare, onnxruntime_session, reference_outputs, sample_inputs
+    from ansor_build.check import compare, onnxruntime_session, onnxruntime_times, reference_outputs, sample_inputs
     from ansor_build.package import loader
 
     arrays = sample_inputs(manifest)
@@ -66,23 +66,14 @@ def latencies(packages: dict, model_path, manifest, repeat: int, rounds: int) ->
     session = onnxruntime_session(model_path, int(os.environ["TVM_NUM_THREADS"]))
     feed = {sig["name"]: array for sig, array in zip(manifest["inputs"], arrays)}
 
-    def ort_times() -> list[float]:
-        for _ in range(10):
-            session.run(None, feed)
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            session.run(None, feed)
-            times.append(time.perf_counter() - start)
-        return times
-
     rounds_ms = {name: [] for name in [*loaded, "onnxruntime"]}
     for index in range(rounds):
         order = [*loaded, "onnxruntime"]
         if index % 2:
             order.reverse()  # neither side always runs right after the other
         for name in order:
-            times = ort_times() if name == "onnxruntime" else loaded[name].benchmark(arrays, warmup=10, repeat=repeat)
+            times = onnxruntime_times(session, feed, repeat, warmup=10) if name == "onnxruntime" else \
+                loaded[name].benchmark(arrays, warmup=10, repeat=repeat)
             rounds_ms[name].append(statistics.median(times) * 1e3)
     return {name: statistics.median(values) for name, values in rounds_ms.items()}
 
