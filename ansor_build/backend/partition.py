@@ -20,8 +20,13 @@ class Task:
         return {"key": self.key, "name": self.name, "weight": self.weight, "flops": self.flops}
 
 
-def fuse(mod, target):
-    """Lower operators to TIR and fuse them into subgraphs (what gets tuned and compiled)."""
+def fuse(mod, target, fast_math: bool = True):
+    """Lower operators to TIR and fuse them into subgraphs (what gets tuned and compiled).
+
+    `fast_math`: exp, erf, tanh and softmax become TVM's polynomial approximations: vectorizable, and their time
+    does not depend on the data (libm's erff and expf take different paths for different magnitudes, so the random
+    inputs tuning measures with need not cost what real inputs do).
+    """
     tvm = import_tvm()
     from tvm import relax
     from tvm.relax import pipeline
@@ -31,7 +36,7 @@ def fuse(mod, target):
     transform = relax.transform
     with target:
         passes = [*pipeline.library_dispatch_passes(target), transform.FoldBatchnormToConv2D(),
-                  transform.DecomposeOpsForInference(),
+                  transform.DecomposeOpsForInference(), *([transform.FastMathTransform()] if fast_math else []),
                   # Without these two, batch_norm's leftover tuple stops FuseOps (resnet: 12 tasks instead of 9).
                   transform.CanonicalizeBindings(), transform.DeadCodeElimination(), transform.LegalizeOps(), transform.AnnotateTIROpPattern(),
                   transform.FoldConstant(), transform.FuseOps(), transform.FuseTIR(), *prepack.before_tuning(target)]

@@ -115,6 +115,10 @@ class Target:
         return runtime.get("threads", self.tvm.get("num-cores"))
 
     @property
+    def fast_math(self) -> bool:
+        return bool(self.spec.get("optimize", {}).get("fast_math", True))
+
+    @property
     def tuning(self) -> dict:
         return dict(self.spec.get("tuning", {}))
 

@@ -79,6 +79,10 @@ SCHEMA: dict[str, Field] = {
             "parallel": Field("int", "rpc: devices measuring at once (default 1)", min=1),
         }),
     }),
+    "optimize": Field("map", "graph-level choices of the build", fields={
+        "fast_math": Field("bool", "exp, erf, tanh and softmax as TVM's vectorizable polynomial approximations "
+                                   "instead of libm calls (default true; false for exact libm results)"),
+    }),
 
 }
 

@@ -88,6 +88,8 @@ X86 = "tvm: {kind: llvm, mtriple: x86_64-linux-gnu}\n"
     (X86 + "tuning: {runner: {trackers: 'h:1'}}\n",
      "tuning.runner.trackers: unknown key; did you mean 'tuning.runner.tracker'?"),
     (X86 + "tuning: {runner: rpc}\n", "tuning.runner: expected a mapping, found string 'rpc'"),
+    (X86 + "optimize: {fast_math: maybe}\n", "optimize.fast_math: expected true or false, found string 'maybe'"),
+    (X86 + "optimize: {fastmath: false}\n", "optimize.fastmath: unknown key; did you mean 'optimize.fast_math'?"),
 ])
 def test_bad_target_one_line_error(tmp_path, text, expected):
     path = write(tmp_path, "bad.yaml", text)
@@ -161,3 +163,8 @@ def test_jetson_preset_is_an_sm_87_gpu_with_an_aarch64_host():
     assert target.tvm["arch"] == "sm_87" and target.tvm["host"]["mtriple"] == "aarch64-linux-gnu"
     assert (target.device, target.arch, target.cxx, target.runtime_libs) == (
         "cuda", "aarch64", "aarch64-linux-gnu-g++", "wheel")
+
+
+def test_fast_math_is_on_unless_the_target_turns_it_off(tmp_path):
+    assert load_target(write(tmp_path, "a.yaml", X86)).fast_math is True
+    assert load_target(write(tmp_path, "b.yaml", X86 + "optimize: {fast_math: false}\n")).fast_math is False
