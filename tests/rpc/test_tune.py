@@ -58,7 +58,9 @@ def test_rpc_tuning_gives_the_records_of_local_tuning_on_two_devices_at_once(tmp
         there = remote_store[directory][key]
         assert there.trials >= 8 and there.records and not there.header.get("failed"), there.header
         assert 1 / 3 < there.default_us / here.default_us < 3, (key, here.default_us, there.default_us)
-        assert 1 / 3 < there.best_us / here.best_us < 3, (key, here.best_us, there.best_us)
+        # Two searches of ~8 trials find different sub-microsecond schedules (4x apart seen in CI); a timing that
+        # included the RPC round trip (~100 us) would be off by far more than 10x.
+        assert 1 / 10 < there.best_us / here.best_us < 10, (key, here.best_us, there.best_us)
     assert check_package(tmp_path / "pkg-remote", model).ok
     manifests = [json.loads((tmp_path / f"pkg-{n}/manifest.json").read_text()) for n in ("local", "remote")]
     assert manifests[0]["tuning"]["records"] >= 1 and manifests[1]["tuning"]["records"] >= 1
