@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,3 +39,18 @@ def run_scons(root, *args, check=True) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         raise AssertionError(f"scons {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def assert_group_ends(pgid: int, seconds: float, kill: bool = False) -> None:
+    """Wait until no process of group `pgid` is left (the workers of a run end with it); else fail (and with `kill`,
+    end them first so they do not outlive the test)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    if kill:
+        os.killpg(pgid, signal.SIGKILL)
+    raise AssertionError("tuning left worker processes behind")

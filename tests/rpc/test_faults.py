@@ -13,7 +13,7 @@ import pytest
 
 from ansor_build import zoo
 from ansor_build.tuning.store import read_entry
-from helpers import run_cli
+from helpers import assert_group_ends, run_cli
 from rpc_farm import KEY, write_target
 
 pytestmark = [pytest.mark.tvm, pytest.mark.tuning, pytest.mark.rpc]
@@ -50,16 +50,7 @@ def finish(proc: subprocess.Popen, log, timeout: float) -> str:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("tuning hung") from None
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError("tuning left worker processes behind")
+    assert_group_ends(proc.pid, 30, kill=True)
     log.seek(0)
     return log.read()
 

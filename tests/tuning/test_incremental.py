@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 from ansor_build import zoo
 from ansor_build.check import check_package
 from ansor_build.tuning.store import read_entry
-from helpers import one_line_error, run_cli
+from helpers import assert_group_ends, one_line_error, run_cli
 
 pytestmark = [pytest.mark.tvm, pytest.mark.tuning]
 
@@ -123,15 +122,7 @@ def test_interrupt_keeps_every_measured_record_and_next_build_continues(tmp_path
     assert all(not e.corrupt for e in after.values())
     assert all(after[name].trials >= trials for name, trials in measured.items())  # nothing measured was lost
     assert not (tmp_path / "r.json").exists()
-    deadline = time.time() + 60  # the workers of the interrupted run end with it (slowly on a loaded machine)
-    while time.time() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError("tuning left worker processes behind")
+    assert_group_ends(proc.pid, 60)  # the workers of the interrupted run end with it (slowly when loaded)
     doc = plan(model, fast_target, tuning, "--trials-per-task", "16")
     assert any(t["status"] in ("under-tuned", "new") for t in doc["tasks"])
     # The next build continues from the records kept, and ends with every task fully tuned.
