@@ -162,8 +162,9 @@ def _build(model_path: Path, target_path: Path, out_dir: Path, shapes, tuning, r
         shutil.copyfile(Path(__file__).parent / "package" / "loader.py", stage / layout.LOADER)
         manifest = {
             "model": {"name": model.name, "file": model.path.name, "sha256": model.sha256()},
-            "target": {"name": target.name, "tvm": target.tuned_tvm() if tuned else target.tvm, "triple": target.triple, "arch": target.arch,
-                       "device": target.device, "key": target.key(), "emulator": target.emulator},
+            "target": {"name": target.name, "tvm": target.tuned_tvm() if tuned else target.tvm,
+                       "triple": target.triple, "arch": target.arch, "device": target.device, "key": target.key(),
+                       "emulator": target.emulator},
             "inputs": [sig.as_dict() for sig in model.inputs],
             "outputs": [sig.as_dict() for sig in outputs],
             "runtime": {"threads": target.threads, "libs": sorted(f"{layout.RUNTIME_DIR}/{n}" for n in libs),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,10 +58,12 @@ class Profile:
             record = f"{k.record_us:.1f}" if k.record_us is not None else "-"
             lines.append(f"{k.name:<{width}} {k.calls:>5} {k.us:>9.2f} {k.total_us:>9.2f} "
                          f"{k.total_us / self.model_us:>6.0%} {record:>9}")
-        lines.append(f"{'kernels':<{width}} {'':>5} {'':>9} {self.kernels_us:>9.2f} {self.kernels_us / self.model_us:>6.0%}")
-        lines.append(f"{'VM and thread-pool overhead':<{width}} {'':>5} {'':>9} {self.overhead_us:>9.2f} "
-                     f"{self.overhead_us / self.model_us:>6.0%}")
-        lines.append(f"{'model (one call)':<{width}} {'':>5} {'':>9} {self.model_us:>9.2f} {'100%':>6}")
+
+        def total(label: str, us: float) -> str:
+            return f"{label:<{width}} {'':>5} {'':>9} {us:>9.2f} {us / self.model_us:>6.0%}"
+
+        lines += [total("kernels", self.kernels_us), total("VM and thread-pool overhead", self.overhead_us),
+                  total("model (one call)", self.model_us)]
         return "\n".join(lines)
 
 
@@ -78,27 +80,18 @@ def profile_package(directory: str | Path, repeat: int = 200, rounds: int = 5) -
         raise AnsorError(f"{directory}: profile runs CPU packages built for this machine ({host_arch()}); this one "
                          f"is for {target.get('arch')} {target.get('device', 'cpu')}")
     package = loader.load(directory)  # sets TVM_NUM_THREADS as the package's loaders do, before TVM starts
-    import tvm
-
-    executable = tvm.runtime.load_module(str(directory / "model.so"))
-    tensors = package.prepare(*package.default_inputs())
-    calls = _capture_calls(executable, package.device, tensors)
-    kernels = [(name, args) for name, args in calls if not name.startswith(("vm.builtin.", "relax."))]
-    if not kernels:
+    arrays = package.default_inputs()
+    calls = _capture_calls(package, package.prepare(*arrays))
+    counts = Counter(name for name, _ in calls if not name.startswith(("vm.builtin.", "relax.")))
+    if not counts:
         raise AnsorError(f"{directory}: the model launched no kernels")
-    library = executable.imports[0]  # the compiled subgraphs
-
+    library = package.module.imports[0]  # the compiled subgraphs
     by_name: dict[str, list[float]] = {}
-    counts: dict[str, int] = {}
-    for name, args in kernels:
-        counts[name] = counts.get(name, 0) + 1
-        if name in by_name:
-            continue
-        timer = library.time_evaluator(name, tvm.cpu(0), number=repeat, repeat=rounds, min_repeat_ms=1)
-        by_name[name] = list(timer(*args).results)
-    model = []
-    for _ in range(rounds):
-        model.append(statistics.median(_whole(package, tensors, repeat)))
+    for name, args in calls:
+        if name in counts and name not in by_name:
+            timer = library.time_evaluator(name, package.device, number=repeat, repeat=rounds, min_repeat_ms=1)
+            by_name[name] = list(timer(*args).results)
+    model = [statistics.median(package.benchmark(arrays, warmup=10, repeat=repeat)) for _ in range(rounds)]
     records = {task["name"]: task.get("record_us") for task in manifest.get("tasks", [])}
     rows = [KernelTime(name, counts[name], statistics.median(times) * 1e6,
                        records.get(name.removesuffix(PREPACKED_SUFFIX)))
@@ -107,11 +100,11 @@ def profile_package(directory: str | Path, repeat: int = 200, rounds: int = 5) -
     return Profile(statistics.median(model) * 1e6, rows, os.environ.get("TVM_NUM_THREADS"))
 
 
-def _capture_calls(executable, device, tensors) -> list[tuple[str, list]]:
+def _capture_calls(package, tensors) -> list[tuple[str, list]]:
     """Every function one call of the model makes, with its arguments, in order (a VM with an instrument)."""
     from tvm.runtime.vm import VirtualMachine
 
-    vm = VirtualMachine(executable, device)
+    vm = VirtualMachine(package.module, package.device)
     calls = []
 
     def instrument(_func, symbol, before_run, _ret, *args):
@@ -122,14 +115,3 @@ def _capture_calls(executable, device, tensors) -> list[tuple[str, list]]:
     vm.set_instrument(instrument)
     vm["main"](*tensors)
     return calls
-
-
-def _whole(package, tensors, repeat: int) -> list[float]:
-    for _ in range(10):
-        package.run_prepared(tensors)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        package.run_prepared(tensors)
-        times.append(time.perf_counter() - start)
-    return times

@@ -89,6 +89,7 @@ def read_history(path: Path) -> list[dict]:
 
 def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: int, rounds: int) -> dict:
     from ansor_build import zoo
+    from ansor_build.target import load_target
     from ansor_build.tuning import TuningOptions
     from ansor_build.tuning.store import open_store
 
@@ -101,8 +102,6 @@ def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: i
     reuse = TuningOptions(mode="reuse", tuning_dir=tuning_dir, trials_per_task=trials_per_task)
     reused, reused_s = timed_build(model, target, work / f"{name}-reused", tuning=reuse)
     assert reused.manifest["files"] == tuned.manifest["files"], "a reused rebuild must give the same package"
-    from ansor_build.target import load_target
-
     store = open_store(tuning_dir, load_target(target).tuned_tvm())
     trials = sum(store.entry(task.key).trials for task in tuned.tasks)
     tune_s = tuned.timings["tune"]

@@ -49,6 +49,11 @@ def _default_schedules(target) -> list:
                                     dl.gpu.Fallback())]
 
 
+def link_options(flags) -> list[str]:
+    """Options of every shared library linked for a target: packages' model.so and tuning candidates alike."""
+    return ["-O2", *flags]
+
+
 def export_library(executable, path: Path, cxx: str, flags: list[str], log_path: Path, *,
                    device_code: "cuda.DeviceCode | None" = None, target=None) -> None:
     """Link the executable into `path` with the target's compiler; a failure keeps the command and log.
@@ -59,7 +64,7 @@ def export_library(executable, path: Path, cxx: str, flags: list[str], log_path:
     import_tvm()
     from tvm.support import cc
 
-    options = ["-O2", *flags]
+    options = link_options(flags)
     fcompile = cc.cross_compiler(cxx, options=options)
     extra = {}
     if device_code is not None:

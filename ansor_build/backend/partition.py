@@ -38,7 +38,8 @@ def fuse(mod, target, fast_math: bool = True):
         passes = [*pipeline.library_dispatch_passes(target), transform.FoldBatchnormToConv2D(),
                   transform.DecomposeOpsForInference(), *([transform.FastMathTransform()] if fast_math else []),
                   # Without these two, batch_norm's leftover tuple stops FuseOps (resnet: 12 tasks instead of 9).
-                  transform.CanonicalizeBindings(), transform.DeadCodeElimination(), transform.LegalizeOps(), transform.AnnotateTIROpPattern(),
+                  transform.CanonicalizeBindings(), transform.DeadCodeElimination(),
+                  transform.LegalizeOps(), transform.AnnotateTIROpPattern(),
                   transform.FoldConstant(), transform.FuseOps(), transform.FuseTIR(), *prepack.before_tuning(target)]
         return tvm.transform.Sequential(passes)(mod)
 

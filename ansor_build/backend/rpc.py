@@ -8,6 +8,7 @@ nothing waits forever on a silent device.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -26,8 +27,10 @@ def export_shared(cxx: str, flags: tuple[str, ...], mod) -> str:
     (a device loads .so files; TVM's default .tar would need a compiler on the device)."""
     from tvm.support import cc
 
+    from .codegen import link_options
+
     path = os.path.join(tempfile.mkdtemp(prefix="ansor-candidate-"), "candidate.so")
-    mod.export_library(path, fcompile=cc.cross_compiler(cxx, options=["-O2", *flags]))
+    mod.export_library(path, fcompile=cc.cross_compiler(cxx, options=link_options(flags)))
     return path
 
 
@@ -69,8 +72,6 @@ def job_timeout(spec) -> float:
 def make_builder_runner(spec, workers: int, build_workers: int, initializer):
     """The builder (candidates linked with the target's toolchain) and the runner (RPC, `workers` devices at
     once, each job bounded by `job_timeout`)."""
-    import functools
-
     from tvm.s_tir import meta_schedule as ms
     from tvm.support.popen_pool import PopenPoolExecutor
 

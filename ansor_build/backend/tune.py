@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -147,9 +148,9 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
     database = _warm_start_database(store, selected, tvm_target)
     # MetaSchedule has one per-task cap: every task may take the largest remaining budget (under-tuned tasks then
     # overshoot theirs a little), so that no task is left short when the global budget runs out.
-    total = max(state.budget for state in states) * len(states)
+    per_task = max(state.budget for state in states)
+    total = per_task * len(states)
     if options.trials is not None:
-
         total = min(total, options.trials)
     started = time.perf_counter()
     callback = _make_callback(store, states, dict(enumerate(workloads)), options, started, result, progress,
@@ -168,7 +169,7 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
         try:
             ms.tune.tune_tasks(
                 tasks=contexts, task_weights=weights, work_dir=str(log_dir), max_trials_global=max(total, 1),
-                max_trials_per_task=max(max(state.budget for state in states), 1),
+                max_trials_per_task=max(per_task, 1),
                 num_trials_per_iter=options.trials_per_iter, builder=builder, runner=runner, database=database,
                 cost_model=cost_model, task_scheduler="gradient",
                 measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback])
@@ -188,7 +189,6 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
             if state.trials < state.budget:
                 store.mark_exhausted(state.key)
     return result
-
 
 
 def _tune_contexts(ms_tasks, log_dir: Path, threads: int, population: int) -> list:
@@ -242,9 +242,7 @@ def _save_cost_model(cost_model, path: Path) -> None:
         log.warning("could not save the cost model to %s: %s", path, err)
 
 
-def _warm_start_database(
-
-store, selected, tvm_target):
+def _warm_start_database(store, selected, tvm_target):
     """Existing records of the tasks to tune seed the evolutionary search's first population."""
     from .records import memory_database
 
@@ -276,10 +274,8 @@ def _measure_defaults(states, contexts, builder, runner) -> tuple[list[str], int
             states[i].default_us = sum(float(s) for s in ran.run_secs) / len(ran.run_secs) * 1e6
         else:
             errors.append(ran.error_msg or "no run time")
-    for i, b in runnable:
+    for _, b in runnable:
         if b.artifact_path:
-            import shutil
-
             shutil.rmtree(os.path.dirname(b.artifact_path), ignore_errors=True)
     return errors, len(runnable)
 

@@ -77,8 +77,8 @@ class Package:
             raise OSError("this GPU package needs TVM's CUDA runtime, which did not load: it needs an NVIDIA GPU "
                           "driver (libcuda.so.1) on this machine")
         self.device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
-        module = tvm.runtime.load_module(str(self.directory / "model.so"))
-        self._vm = VirtualMachine(module, self.device)
+        self.module = tvm.runtime.load_module(str(self.directory / "model.so"))  # the VM executable
+        self._vm = VirtualMachine(self.module, self.device)
         self._main = self._vm["main"]
         self.inputs = self.manifest["inputs"]
         self.outputs = self.manifest["outputs"]
