@@ -87,7 +87,8 @@ def read_history(path: Path) -> list[dict]:
             for r in rows if r.get("estimated_us") is not None]
 
 
-def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: int, rounds: int) -> dict:
+def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: int, rounds: int,
+            goals: dict = GOALS) -> dict:
     from ansor_build import zoo
     from ansor_build.target import load_target
     from ansor_build.tuning import TuningOptions
@@ -107,7 +108,7 @@ def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: i
     tune_s = tuned.timings["tune"]
     ms = latencies({"untuned": untuned.package, "tuned": tuned.package}, model, tuned.manifest, repeat, rounds)
     speedup = ms["onnxruntime"] / ms["tuned"]
-    goal = GOALS.get(name)
+    goal = goals.get(name)
     return {
         "model": name, "tasks": len(tuned.tasks), "records_applied": tuned.manifest["tuning"]["records"],
         "trials": trials, "tune_s": round(tune_s, 1), "trials_per_min": round(trials / tune_s * 60, 1),
@@ -122,7 +123,10 @@ def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: i
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    lines = [f"Target `{meta['target']}`, {meta['threads']} threads, {meta['trials_per_task']} trials per task "
+    where = "" if meta.get("device", "cpu") == "cpu" else \
+        f" (packages on the {meta['device']} device, onnxruntime on the CPU)"
+    lines = [f"Target `{meta['target']}`{where}, {meta['threads']} threads, {meta['trials_per_task']} trials per task "
+
              f"(medians of {meta['rounds']} interleaved rounds of {meta['repeat']} runs).", "",
              "| model | tasks | trials | tune s | trials/min | untuned ms | tuned ms | onnxruntime ms | "
              "speed-up vs onnxruntime | goal | untuned build s | reused build s |",
@@ -196,6 +200,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--work", default=None,
+                        help="keep the models, packages, tuning records and logs in this directory (default: a "
+                             "temporary one, removed at the end), e.g. to `ansor-build profile` the tuned packages")
     parser.add_argument("--keep", action="store_true",
                         help="keep the rows of other models from DIR/tuning.json when it has the same target, threads "
                              "and budget (to measure a zoo in several sittings)")
@@ -205,18 +212,29 @@ def main() -> int:
     base = args.target or host_preset()
     if Path(base).is_file():
         base = str(Path(base).resolve())
-    meta = {"target": base, "threads": int(os.environ["TVM_NUM_THREADS"]), "trials_per_task": args.trials_per_task,
-            "repeat": args.repeat, "rounds": args.rounds}
+    from ansor_build.target import load_target
+    from ansor_build.target.load import resolve_extends
+
+    device = load_target(resolve_extends(base, REPO / "benchmarks" / "tuning.py")).device
+
+    meta = {"target": base, "device": device, "threads": int(os.environ["TVM_NUM_THREADS"]),
+            "trials_per_task": args.trials_per_task, "repeat": args.repeat, "rounds": args.rounds}
     with tempfile.TemporaryDirectory(prefix="ansor-tune-bench-") as tmp:
-        os.environ["ANSOR_BUILD_CACHE_DIR"] = str(Path(tmp) / "cache")  # fresh cost model and runner cache
-        target = Path(tmp) / "bench.yaml"
-        target.write_text(f"extends: {base}\nname: bench\ntvm: {{num-cores: {cores}}}\n"
-                          f"runtime: {{threads: {meta['threads']}}}\n")
+        work = Path(args.work).resolve() if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        os.environ["ANSOR_BUILD_CACHE_DIR"] = str(work / "cache")  # fresh cost model and runner cache
+        target = work / "bench.yaml"
+        # CPU: the tuner and the runtime use every core; a GPU target keeps its own settings.
+        cpu = f"tvm: {{num-cores: {cores}}}\nruntime: {{threads: {meta['threads']}}}\n" if device == "cpu" else ""
+        target.write_text(f"extends: {base}\nname: bench\n{cpu}")
         rows = []
         for name in args.models.split(","):
-            rows.append(measure(name, Path(tmp), target, args.trials_per_task, args.repeat, args.rounds))
+            rows.append(measure(name, work, target, args.trials_per_task, args.repeat, args.rounds,
+                                GOALS if device == "cpu" else {}))
+
             row = {k: v for k, v in rows[-1].items() if k != "history"}
             print(f"done {name}: {row}", file=sys.stderr, flush=True)
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = _kept_rows(out / "tuning.json", meta, rows) if args.keep else rows

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shlex
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -92,8 +93,10 @@ def compile_source(source: str, tvm_target, device: DeviceCode) -> bytes:
 
     path = os.environ.get("PATH", "")
     with tempfile.TemporaryDirectory(prefix="ansor-nvcc-") as shim:
-        # TVM runs `nvcc` by name: put the target's nvcc first on PATH under that name.
-        os.symlink(device.nvcc, os.path.join(shim, "nvcc"))
+        # TVM runs `nvcc` by name: put the target's nvcc first on PATH under that name. A script that execs it by
+        # its own path, not a symlink: nvcc finds its toolkit (cuda_runtime.h, nvcc.profile) from the path it was
+        # run as, and through a symlink in another directory a standard /usr/local/cuda install finds no headers.
+        _write_exec_shim(os.path.join(shim, "nvcc"), device.nvcc)
         os.environ["PATH"] = os.pathsep.join([shim, path])
         try:
             with tvm_target:
@@ -106,7 +109,14 @@ def compile_source(source: str, tvm_target, device: DeviceCode) -> bytes:
     _raise_nvcc_failure(failure, device)
 
 
+def _write_exec_shim(path: str, program: str) -> None:
+    with open(path, "w", encoding="utf-8") as shim:
+        shim.write(f"#!/bin/sh\nexec {shlex.quote(program)} \"$@\"\n")
+    os.chmod(path, 0o755)
+
+
 def _raise_nvcc_failure(text: str, device: DeviceCode):
+
     """A one-line ToolError for a failed nvcc run; the full output (TVM puts the source first) goes to the log."""
     output = text.split("\nCompilation error:\n", 1)[-1]
     if device.log_path is not None:

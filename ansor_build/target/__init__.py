@@ -37,10 +37,20 @@ class Target:
         MetaSchedule needs `num-cores` on CPU targets, and records tuned for N cores are for N cores only: when the
         target names none, the runtime thread count (else this machine's CPU count) is used, which also keys the
         tuning database.
+
+        MetaSchedule's GPU rules (thread binding, the shared-memory check of every candidate) need the block limits
+        `max_threads_per_block` and `max_shared_memory_per_block`, which `{"kind": "cuda", "arch": ...}` leaves out:
+        when the target names none, those of every CUDA GPU since sm_30 are used (`max_num_threads`, else 1024
+        threads; 48 KiB, the static shared memory a block may use without opting in).
         """
         if self.kind == "llvm" and "num-cores" not in self.tvm:
             return dict(self.tvm, **{"num-cores": self.threads or os.cpu_count() or 1})
+        if self.kind == "cuda":
+            limits = {"max_threads_per_block": self.tvm.get("max_num_threads", 1024),
+                      "max_shared_memory_per_block": 48 * 1024}
+            return {**limits, **self.tvm}
         return self.tvm
+
 
     @property
     def kind(self) -> str:

@@ -29,8 +29,12 @@ _TVM_COMMON = {
     "num-cores": Field("int", "cores the tuner and the runtime may use", min=1),
     "arch": Field("str", "CUDA architecture, e.g. sm_80"),
     "max_num_threads": Field("int", "CUDA: max threads per block", min=1),
+    "max_threads_per_block": Field("int", "CUDA: max threads per block MetaSchedule binds (default max_num_threads)",
+                                   min=1),
+
     "thread_warp_size": Field("int", "CUDA: warp size", min=1),
-    "max_shared_memory_per_block": Field("int", "CUDA: shared memory per block in bytes", min=1),
+    "max_shared_memory_per_block": Field("int", "CUDA: shared memory per block in bytes (tuning default 49152)", min=1),
+
     "registers_per_block": Field("int", "CUDA: registers per block", min=1),
 }
 

@@ -116,3 +116,25 @@ def test_gpu_package_runs_and_matches_onnxruntime(cross_package, packages, zoo_d
     assert same, f"GPU vs x86: max abs diff {vs_x86:.2e}"
     DIFFS[f"{name}: {preset} vs onnxruntime"] = vs_ort
     DIFFS[f"{name}: {preset} vs x86"] = vs_x86
+
+
+def test_nvcc_runs_as_its_own_path(zoo_dir, tmp_path):
+    """nvcc finds its toolkit (headers, nvcc.profile) from the path it is run as: run through a link elsewhere, a
+    standard /usr/local/cuda install fails with "cuda_runtime.h: No such file or directory". This nvcc fails the same
+    way unless it runs as itself."""
+    import shutil
+
+    from ansor_build.build import build_package
+
+    real = shutil.which("nvcc")
+    bin_dir = tmp_path / "toolkit" / "bin"
+    bin_dir.mkdir(parents=True)
+    nvcc = bin_dir / "nvcc"
+    nvcc.write_text(f'#!/bin/sh\n[ "$(dirname "$0")" = "{bin_dir}" ] || '
+                    '{ echo "<command-line>: fatal error: cuda_runtime.h: No such file or directory" >&2; exit 1; }\n'
+                    f'exec "{real}" "$@"\n')
+    nvcc.chmod(0o755)
+    target = tmp_path / "own-nvcc.yaml"
+    target.write_text(f"extends: {PRESETS / 'cuda-sm_86.yaml'}\ntoolchain: {{nvcc: {nvcc}}}\n")
+    package = build_package(zoo_dir / "mlp.onnx", target, tmp_path / "pkg").package
+    assert len(embedded_fatbins((package / "model.so").read_bytes())) == 1
