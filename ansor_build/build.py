@@ -18,7 +18,8 @@ from .package.requirements import package_requirements
 from .package.runtime_libs import runtime_libraries
 from .package.staging import no_empty_directory_on_failure, staged_directory
 from .target import load_target
-from .tuning.driver import read_records_file, tune_and_select, write_records_file
+from .tuning import threads as thread_choice
+from .tuning.driver import read_records_file, records_file_threads, tune_and_select, write_records_file
 from .tuning.options import TuningOptions
 from .tuning.store import record_latency_us, target_dirname
 from .tuning.tasklist import write_task_list
@@ -106,7 +107,13 @@ def tune_model(model_path: str | Path, target_path: str | Path, options: TuningO
     records_out = Path(records_out)
     prepared = prepare(Path(model_path), load_target(target_path), shapes, tuned=True)
     plan, applied = _select_records(prepared, options, records_out.parent / f"{records_out.stem}.logs")
-    write_records_file(records_out, prepared.target.tuned_tvm(), [t.key for t in prepared.tasks], applied)
+
+    def compile_model():
+        return codegen.compile_fused(prepared.fused, prepared.tvm_target, records.memory_database(applied,
+                                                                                                 prepared.tvm_target))
+
+    threads = thread_choice.choose(prepared, options, applied, compile_model)
+    write_records_file(records_out, prepared.target.tuned_tvm(), [t.key for t in prepared.tasks], applied, threads)
 
     return plan
 
@@ -137,8 +144,10 @@ def _build(model_path: Path, target_path: Path, out_dir: Path, shapes, tuning, r
     timings = prepared.timings
 
     step = time.perf_counter()
+    threads = None
     if records_file is not None:
         applied = read_records_file(Path(records_file), target.tuned_tvm())
+        threads = records_file_threads(Path(records_file), target.tuned_tvm())
         log.info("%s for %s: applying %d records from %s", model.name, target.name, len(applied), records_file)
     else:
         _, applied = _select_records(prepared, tuning, out_dir.parent / f"{out_dir.name}.logs")
@@ -148,6 +157,10 @@ def _build(model_path: Path, target_path: Path, out_dir: Path, shapes, tuning, r
     database = records.memory_database(applied, tvm_target) if applied else None
     executable = codegen.compile_fused(prepared.fused, tvm_target, database)
     timings["compile"] = time.perf_counter() - step
+    if records_file is None:
+        step = time.perf_counter()
+        threads = thread_choice.choose(prepared, tuning, applied, lambda: executable)
+        timings["threads"] = time.perf_counter() - step
 
     step = time.perf_counter()
     log_path = out_dir.parent / f"{out_dir.name}.link.log"
@@ -167,7 +180,9 @@ def _build(model_path: Path, target_path: Path, out_dir: Path, shapes, tuning, r
                        "emulator": target.emulator},
             "inputs": [sig.as_dict() for sig in model.inputs],
             "outputs": [sig.as_dict() for sig in outputs],
-            "runtime": {"threads": target.threads, "libs": sorted(f"{layout.RUNTIME_DIR}/{n}" for n in libs),
+            "runtime": {"threads": threads or target.threads,
+                        "libs": sorted(f"{layout.RUNTIME_DIR}/{n}" for n in libs),
+
                         "runner": layout.RUNNER_BIN if (stage / layout.RUNNER_BIN).exists() else None},
             "tasks": [dict(task.as_dict(), record_us=_record_us(applied.get(task.key))) for task in tasks],
             "tuning": {"records": len(applied), "records_sha256": records.records_digest(applied)},

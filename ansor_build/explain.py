@@ -110,7 +110,9 @@ def explain(model: Path, target_path: Path, *, shapes: dict | None = None, outpu
 
 def _tuning_step(model, target, shapes, output, mode, tuning_dir, budget_flags, shape_flags):
     """The tuning step's key, and the records file row of the build step (the records as the store is now)."""
-    from .backend.records import applied_records
+    from .backend.records import applied_records, records_digest
+    from .tuning import threads as thread_choice
+
     from .model import files_sha256
     from .tuning.driver import records_text
     from .tuning.store import TuningStore
@@ -132,7 +134,10 @@ def _tuning_step(model, target, shapes, output, mode, tuning_dir, budget_flags, 
 
         keys = [task.key for task in prepare(model, target, shapes, tuned=True).tasks]
     applied = applied_records(TuningStore(tuning_dir, target.tuned_tvm(), ""), keys)
-    text = records_text(target.tuned_tvm(), keys, applied)
+    threads = thread_choice.stored_choice(store_dir / thread_choice.THREADS_DIR / list_path.name,
+                                          records_digest(applied)) \
+        if applied and thread_choice.may_choose(target) else None
+    text = records_text(target.tuned_tvm(), keys, applied, threads)
     if mode in ("incremental", "full"):
         step.note = (step.note + "; " if step.note else "") + "records as the store is now: this mode may tune more"
     return step, KeyInput("records file", f"{output}.records.json ({len(applied)} records)", _sha(text.encode()))

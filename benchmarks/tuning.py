@@ -9,7 +9,9 @@ thread count) are timed in one process, in interleaved rounds (`--rounds`, each 
 warm-up), and the medians of the rounds are compared: on a noisy shared machine the ratios are what to read.
 
 The target defaults to the host's ISA-level preset (`x86_64-avx512` where the CPU has AVX-512, else `x86_64-avx2`)
-with `num-cores` and runtime threads set to this machine's CPU count. Writes DIR/tuning.json, DIR/tuning.md and
+with `num-cores` set to this machine's CPU count; onnxruntime runs with as many threads, each package with the thread
+count of its manifest (a tuned build times its model at 1, 2, ... threads and keeps the fastest: tuning/threads.py),
+in a child process of its own. Writes DIR/tuning.json, DIR/tuning.md and
 DIR/tuning.png (best latency versus trials for each model: how the search converges); DIR defaults to
 benchmarks/results/.
 
@@ -53,73 +55,91 @@ def timed_build(model, target, out, **kw):
     return result, time.perf_counter() - started
 
 
+# Every contender runs in a child process of its own, the rounds interleaved from here: a package with its manifest's
+# thread count (TVM starts its pool once per process), onnxruntime with the benchmark's. Each measurement starts
+# after a pause, so that no thread pool still spinning from the last one takes a core from the next.
+_TIMER = r"""
+import json, pathlib, statistics, sys
+sys.path.insert(0, sys.argv[1])
+from ansor_build.check import onnxruntime_session, onnxruntime_times, sample_inputs
+from ansor_build.package import loader
+
+kind, package_dir = sys.argv[2], pathlib.Path(sys.argv[3])
+if kind == "onnxruntime":
+    manifest = json.loads((package_dir / "manifest.json").read_text())
+    arrays = sample_inputs(manifest)
+    session = onnxruntime_session(sys.argv[4], int(sys.argv[5]))
+    feed = {sig["name"]: array for sig, array in zip(manifest["inputs"], arrays)}
+    run = lambda repeat: onnxruntime_times(session, feed, repeat, warmup=10)
+else:
+    package = loader.load(package_dir)
+    arrays = sample_inputs(package.manifest)
+    run = lambda repeat: package.benchmark(arrays, warmup=10, repeat=repeat)
+for line in sys.stdin:
+    print(statistics.median(run(int(line))) * 1e3, flush=True)
+"""
+PAUSE_S = 0.3  # TVM's pool workers spin (yielding) for up to ~0.1 s after a launch, onnxruntime's too
+
+
+class Timer:
+    """One contender in a child process; `median_ms(repeat)` times `repeat` runs after a warm-up."""
+
+    def __init__(self, args: list[str], threads: int):
+        import subprocess
+
+        self.threads = threads
+        self.proc = subprocess.Popen([sys.executable, "-c", _TIMER, str(REPO), *args], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=dict(os.environ, TVM_NUM_THREADS=str(threads)))
+
+    @classmethod
+    def package(cls, path: Path) -> "Timer":
+        threads = json.loads((Path(path) / "manifest.json").read_text())["runtime"]["threads"]
+        return cls(["tvm", str(path)], threads)
+
+    @classmethod
+    def onnxruntime(cls, package: Path, model: Path, threads: int) -> "Timer":
+        return cls(["onnxruntime", str(package), str(model), str(threads)], threads)
+
+    def median_ms(self, repeat: int) -> float:
+        time.sleep(PAUSE_S)
+        self.proc.stdin.write(f"{repeat}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"timer {self.proc.args[3:]} exited with {self.proc.wait()}")
+        return float(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
 def latencies(packages: dict, model_path, manifest, repeat: int, rounds: int) -> dict:
-    """name -> median over rounds of each round's median latency (ms); onnxruntime under the same thread count."""
-    from ansor_build.check import compare, onnxruntime_session, onnxruntime_times, reference_outputs, sample_inputs
+    """name -> median over rounds of each round's median latency (ms): onnxruntime with the benchmark's threads,
+    each package with its own (`runtime.threads` of its manifest)."""
+    from ansor_build.check import compare, reference_outputs, sample_inputs
     from ansor_build.package import loader
 
     arrays = sample_inputs(manifest)
     reference, _ = reference_outputs(model_path, manifest, arrays)
-    loaded = {name: loader.load(path) for name, path in packages.items()}
-    for name, package in loaded.items():
-        assert compare(package(*arrays), reference)[2], f"{name} package does not match onnxruntime"
-    session = onnxruntime_session(model_path, int(os.environ["TVM_NUM_THREADS"]))
-    feed = {sig["name"]: array for sig, array in zip(manifest["inputs"], arrays)}
-
-    rounds_ms = {name: [] for name in [*loaded, "onnxruntime"]}
-    for index in range(rounds):
-        order = [*loaded, "onnxruntime"]
-        if index % 2:
-            order.reverse()  # neither side always runs right after the other
-        for name in order:
-            times = onnxruntime_times(session, feed, repeat, warmup=10) if name == "onnxruntime" else \
-                loaded[name].benchmark(arrays, warmup=10, repeat=repeat)
-            rounds_ms[name].append(statistics.median(times) * 1e3)
+    for name, path in packages.items():
+        assert compare(loader.load(path)(*arrays), reference)[2], f"{name} package does not match onnxruntime"
+    timers = {name: Timer.package(path) for name, path in packages.items()}
+    timers["onnxruntime"] = Timer.onnxruntime(next(iter(packages.values())), model_path,
+                                              int(os.environ["TVM_NUM_THREADS"]))
+    try:
+        rounds_ms = {name: [] for name in timers}
+        for index in range(rounds):
+            order = list(timers)
+            if index % 2:
+                order.reverse()  # neither side always runs right after the other
+            for name in order:
+                rounds_ms[name].append(timers[name].median_ms(repeat))
+    finally:
+        for timer in timers.values():
+            timer.close()
     return {name: statistics.median(values) for name, values in rounds_ms.items()}
-
-
-def read_history(path: Path) -> list[dict]:
-    """(trials, estimated_us) after every measured batch of a tuned build (see ansor_build.tuning.progress)."""
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [{"trials": r["trials"], "seconds": r["seconds"], "estimated_us": r["estimated_us"]}
-            for r in rows if r.get("estimated_us") is not None]
-
-
-def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: int, rounds: int,
-            goals: dict = GOALS) -> dict:
-    from ansor_build import zoo
-    from ansor_build.target import load_target
-    from ansor_build.tuning import TuningOptions
-    from ansor_build.tuning.store import open_store
-
-    model = zoo.write_model(name, work / f"{name}.onnx")
-    tuning_dir = work / "tuning"
-    timed_build(model, target, work / f"{name}-warmup")  # the runner binary is cached from here on
-    untuned, untuned_s = timed_build(model, target, work / f"{name}-untuned")
-    options = TuningOptions(mode="incremental", tuning_dir=tuning_dir, trials_per_task=trials_per_task)
-    tuned, _ = timed_build(model, target, work / f"{name}-tuned", tuning=options)
-    reuse = TuningOptions(mode="reuse", tuning_dir=tuning_dir, trials_per_task=trials_per_task)
-    reused, reused_s = timed_build(model, target, work / f"{name}-reused", tuning=reuse)
-    assert reused.manifest["files"] == tuned.manifest["files"], "a reused rebuild must give the same package"
-    store = open_store(tuning_dir, load_target(target).tuned_tvm())
-    trials = sum(store.entry(task.key).trials for task in tuned.tasks)
-    tune_s = tuned.timings["tune"]
-    ms = latencies({"untuned": untuned.package, "tuned": tuned.package}, model, tuned.manifest, repeat, rounds)
-    speedup = ms["onnxruntime"] / ms["tuned"]
-    goal = goals.get(name)
-    return {
-        "model": name, "tasks": len(tuned.tasks), "records_applied": tuned.manifest["tuning"]["records"],
-        "trials": trials, "tune_s": round(tune_s, 1), "trials_per_min": round(trials / tune_s * 60, 1),
-        "untuned_build_s": round(untuned_s, 2), "reused_build_s": round(reused_s, 2),
-        "untuned_ms": round(ms["untuned"], 4), "tuned_ms": round(ms["tuned"], 4),
-        "onnxruntime_ms": round(ms["onnxruntime"], 4),
-        "tuned_vs_onnxruntime": round(ms["tuned"] / ms["onnxruntime"], 3),
-        "speedup_vs_onnxruntime": round(speedup, 3), "speedup_vs_untuned": round(ms["untuned"] / ms["tuned"], 1),
-        "goal_speedup_vs_onnxruntime": goal, "goal_met": None if goal is None else speedup >= goal,
-        "history": read_history(work / f"{name}-tuned.logs" / "progress.jsonl"),
-    }
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -128,14 +148,15 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"Target `{meta['target']}`{where}, {meta['threads']} threads, {meta['trials_per_task']} trials per task "
 
              f"(medians of {meta['rounds']} interleaved rounds of {meta['repeat']} runs).", "",
-             "| model | tasks | trials | tune s | trials/min | untuned ms | tuned ms | onnxruntime ms | "
+             "| model | tasks | trials | tune s | trials/min | untuned ms | tuned ms | tuned threads | onnxruntime ms | "
              "speed-up vs onnxruntime | goal | untuned build s | reused build s |",
-             "|" + "---|" * 12]
+             "|" + "---|" * 13]
     for r in rows:
         goal = "-" if r["goal_speedup_vs_onnxruntime"] is None else \
             f"{r['goal_speedup_vs_onnxruntime']:.1f}x {'met' if r['goal_met'] else 'NOT met'}"
         lines.append(f"| {r['model']} | {r['tasks']} | {r['trials']} | {r['tune_s']:.0f} | {r['trials_per_min']:.0f} | "
-                     f"{r['untuned_ms']:.3f} | {r['tuned_ms']:.3f} | {r['onnxruntime_ms']:.3f} | "
+                     f"{r['untuned_ms']:.3f} | {r['tuned_ms']:.3f} | {r.get('tuned_threads', '-')} | "
+                     f"{r['onnxruntime_ms']:.3f} | "
                      f"{r['speedup_vs_onnxruntime']:.2f}x | {goal} | {r['untuned_build_s']:.2f} | "
                      f"{r['reused_build_s']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -225,7 +246,9 @@ def main() -> int:
         os.environ["ANSOR_BUILD_CACHE_DIR"] = str(work / "cache")  # fresh cost model and runner cache
         target = work / "bench.yaml"
         # CPU: the tuner and the runtime use every core; a GPU target keeps its own settings.
-        cpu = f"tvm: {{num-cores: {cores}}}\nruntime: {{threads: {meta['threads']}}}\n" if device == "cpu" else ""
+        # (no runtime.threads: each tuned package runs with the thread count its build chose, tuning/threads.py)
+        cpu = f"tvm: {{num-cores: {cores}}}\n" if device == "cpu" else ""
+
         target.write_text(f"extends: {base}\nname: bench\n{cpu}")
         rows = []
         for name in args.models.split(","):

@@ -92,18 +92,24 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
-def records_text(tvm_target: dict, task_keys: list[str], applied: dict) -> str:
-    """The bytes of a records file (canonical JSON: the same records give the same bytes on every machine)."""
-    return dumps({"format": RECORDS_FORMAT, "target": tvm_target, "tasks": sorted(task_keys),
-                  "records": applied}) + "\n"
+def records_text(tvm_target: dict, task_keys: list[str], applied: dict, threads: int | None = None) -> str:
+    """The bytes of a records file (canonical JSON: the same records give the same bytes on every machine).
+
+    `threads`: the runtime thread count chosen for these records (tuning/threads.py), when one was.
+    """
+    doc = {"format": RECORDS_FORMAT, "target": tvm_target, "tasks": sorted(task_keys), "records": applied}
+    if threads is not None:
+        doc["runtime_threads"] = threads
+    return dumps(doc) + "\n"
 
 
-def write_records_file(path: Path, tvm_target: dict, task_keys: list[str], applied: dict) -> bool:
+def write_records_file(path: Path, tvm_target: dict, task_keys: list[str], applied: dict,
+                       threads: int | None = None) -> bool:
     """Write the applied records (canonical JSON); leave the file untouched if equal. True if it changed.
 
     `tasks` lists every task key of the model (what `db prune --keep-records` keeps).
     """
-    text = records_text(tvm_target, task_keys, applied)
+    text = records_text(tvm_target, task_keys, applied, threads)
     path = Path(path)
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
@@ -127,6 +133,13 @@ def _load_records_file(path: Path, tvm_target: dict) -> dict:
 def read_records_file(path: Path, tvm_target: dict) -> dict:
     """The applied records of a records file written for `tvm_target` (one-line errors otherwise)."""
     return _load_records_file(path, tvm_target)["records"]
+
+
+def records_file_threads(path: Path, tvm_target: dict) -> int | None:
+    """The runtime thread count chosen for a records file's records, if one was."""
+    threads = _load_records_file(path, tvm_target).get("runtime_threads")
+    return int(threads) if isinstance(threads, int) and threads > 0 else None
+
 
 
 def records_file_tasks(path: Path, tvm_target: dict) -> list[str]:

@@ -75,7 +75,8 @@ def write_task_list(target_dir: Path, model_sha256: str, shapes: dict | None, ta
 
 
 def model_task_files(target_dir: Path, model_files: list[Path], shapes: dict | None) -> list[Path]:
-    """The store files a model's tuning step reads: its task list and the record files of its tasks that exist.
+    """The store files a model's tuning step reads: its task list, the record files of its tasks that exist and
+    its runtime thread count (`threads/<key16>.json`, tuning/threads.py), if one was measured.
 
     Without a task list (never tuned with this ansor-build, or another model version), every record file of the
     target: coarser, never stale. [] when the target directory does not exist.
@@ -89,5 +90,6 @@ def model_task_files(target_dir: Path, model_files: list[Path], shapes: dict | N
     tasks = read_tasks(path)
     if tasks is None:
         return sorted(target_dir.glob("*.jsonl"))
-    files = [target_dir / f"{key}.jsonl" for key in tasks]
+    files = [target_dir / f"{key}.jsonl" for key in tasks] + [target_dir / "threads" / path.name]
     return [path, *(f for f in files if f.is_file())]
+

@@ -1,0 +1,169 @@
+"""The runtime thread count of a tuned CPU package, chosen by timing the whole model.
+
+Kernels are tuned for the target's `num-cores` threads, but a model of many small kernels can run faster on fewer:
+every parallel launch wakes and joins the thread pool, and for kernels of a microsecond or two that costs about what
+the second core saves (the MobileNet-style zoo model runs ~20% faster on one thread than on two, the ResNet-style one
+~40% slower). So after tuning, a build that may measure times the model with the tuned records at 1, 2, 4, ... up to
+`num-cores` threads, each count in a fresh process (TVM starts its pool once), and the package's loaders and runner
+use the fastest (manifest `runtime.threads`). Fewer threads win only when at least MARGIN faster: on a tie the
+package keeps every core.
+
+The choice is a tuning result, stored next to the records and reused like them:
+
+    <tuning_dir>/<target dir>/threads/<key16>.json
+        {"format", "records_sha256", "latency_us": {"1": .., "2": ..}, "threads"}
+
+`key16` is the name of the model's task list (models/<key16>.json): its key (model bytes, input shapes, tool versions); `records_sha256` is the digest of
+the records applied when it was measured: other records are measured again, and builds that only reuse records
+(`reuse` mode, `ANSOR_BUILD_FORBID_TUNING`) apply a stored choice but never measure. A target that sets
+`runtime.threads` keeps it; so do packages that cannot run here (other CPUs, GPUs, RPC tuning). `db merge` does
+not carry thread counts: the merged records are timed again by the next tuning build.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .store import dumps, write_atomic
+from .tasklist import list_path
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+THREADS_DIR = "threads"
+MARGIN = 0.05  # fewer threads must be at least 5% faster
+ROUNDS = 7  # medians of ROUNDS rounds of REPEAT runs, per thread count
+REPEAT = 100
+
+
+def candidates(max_threads: int) -> list[int]:
+    """1, 2, 4, ... below `max_threads`, then `max_threads`."""
+    counts, count = [], 1
+    while count < max_threads:
+        counts.append(count)
+        count *= 2
+    return [*counts, max_threads]
+
+
+def choice_path(target_dir: Path, model_sha256: str, shapes: dict | None) -> Path:
+    """`threads/<key16>.json`: beside `models/`, not in it (whose files are all task lists)."""
+    return Path(target_dir) / THREADS_DIR / list_path(target_dir, model_sha256, shapes).name
+
+
+def stored_choice(path: Path, records_sha256: str) -> int | None:
+    """The thread count measured for these records, or None (missing, unreadable, or other records)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        if doc.get("format") == FORMAT and doc.get("records_sha256") == records_sha256:
+            return int(doc["threads"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def fastest(latency_us: dict[int, float]) -> int:
+    """The fastest thread count, unless it is within MARGIN of the most threads (then those: a tie keeps every
+    core)."""
+    most = max(latency_us)
+    best = min(latency_us, key=lambda count: (latency_us[count], -count))
+    return best if latency_us[best] <= latency_us[most] * (1 - MARGIN) else most
+
+
+def store_choice(path: Path, records_sha256: str, latency_us: dict[int, float], threads: int) -> None:
+    doc = {"format": FORMAT, "records_sha256": records_sha256, "threads": threads,
+           "latency_us": {str(count): round(us, 2) for count, us in sorted(latency_us.items())}}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, dumps(doc) + "\n")
+    except OSError as err:
+        log.warning("%s: thread count not stored (%s)", path, err)
+
+
+def may_choose(target) -> bool:
+    """A CPU package of this machine's CPU, measured here, whose target does not set `runtime.threads`."""
+    return (target.device == "cpu" and target.runs_on_host and not target.runner.is_rpc
+            and "threads" not in target.spec.get("runtime", {}))
+
+
+def choose(prepared, options, applied: dict, compile_model) -> int | None:
+
+    """The runtime thread count of a build that applies `applied`: stored, else measured when `options` allow.
+
+    None: keep the target's own (not a CPU package of this machine, `runtime.threads` set, nothing applied, or
+    not allowed to measure). `compile_model()` returns the compiled model (a Relax VM executable).
+    """
+    from ..backend.records import records_digest
+    from .store import target_dirname
+
+    target = prepared.target
+    if not applied or options is None or options.tuning_dir is None or not may_choose(target):
+        return None
+    most = int(target.tuned_tvm().get("num-cores") or os.cpu_count() or 1)
+    if most <= 1:
+        return None
+    digest = records_digest(applied)
+    path = choice_path(Path(options.tuning_dir) / target_dirname(target.tuned_tvm()), prepared.model.sha256(),
+                       prepared.shapes)
+    stored = stored_choice(path, digest)
+    if stored is not None or not options.may_measure or options.forbidden():
+        return stored
+    latency = measure(compile_model(), [sig.as_dict() for sig in prepared.model.inputs], candidates(most))
+    threads = fastest(latency)
+    store_choice(path, digest, latency, threads)
+    log.info("%s for %s: runtime threads %d (%s)", prepared.model.name, target.name, threads,
+             ", ".join(f"{count}: {us:.1f} us" for count, us in sorted(latency.items())))
+    return threads
+
+
+def measure(executable, inputs: list[dict], counts: list[int]) -> dict[int, float]:
+    """Median latency (us) of one call of `executable` (a Relax VM executable for this CPU) per thread count."""
+    with tempfile.TemporaryDirectory(prefix="ansor-threads-") as tmp:
+        library = Path(tmp) / "model.so"
+        executable.export_library(str(library))
+        (Path(tmp) / "inputs.json").write_text(json.dumps(inputs), encoding="utf-8")
+        latency = {}
+        for count in counts:
+            env = dict(os.environ, TVM_NUM_THREADS=str(count))
+            proc = subprocess.run([sys.executable, "-m", "ansor_build.tuning.threads", tmp], env=env,
+                                  capture_output=True, text=True, timeout=600)
+            if proc.returncode != 0:
+                lines = (proc.stderr or proc.stdout).strip().splitlines()
+                raise RuntimeError(f"timing with {count} threads failed: {lines[-1] if lines else 'no output'}")
+            latency[count] = float(proc.stdout.split()[-1])
+    return latency
+
+
+def _time_here(directory: Path) -> float:
+    """In a fresh process (TVM_NUM_THREADS set by the caller): the median latency of the model in `directory`."""
+    from ..package.loader import default_input
+    import tvm
+    from tvm.runtime.vm import VirtualMachine
+
+    inputs = json.loads((directory / "inputs.json").read_text(encoding="utf-8"))
+    device = tvm.cpu(0)
+    main = VirtualMachine(tvm.runtime.load_module(str(directory / "model.so")), device)["main"]
+    tensors = [tvm.runtime.tensor(default_input(sig["shape"], sig["dtype"]), device) for sig in inputs]
+    import time
+
+    for _ in range(20):
+        main(*tensors)
+    rounds = []
+    for _ in range(ROUNDS):
+        times = []
+        for _ in range(REPEAT):
+            start = time.perf_counter()
+            main(*tensors)
+            times.append(time.perf_counter() - start)
+        rounds.append(statistics.median(times))
+    return statistics.median(rounds) * 1e6
+
+
+if __name__ == "__main__":
+    print(f"{_time_here(Path(sys.argv[1])):.3f}")
