@@ -197,7 +197,13 @@ def _tune_contexts(ms_tasks, log_dir: Path, threads: int, population: int) -> li
     from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
     from tvm.s_tir.meta_schedule.utils import fork_seed
 
+    # MetaSchedule's logging setup lists the handlers of its logger by name and fails on an unnamed one (another
+    # library's, or a test harness's, in a process that tunes more than once): those are taken off it first.
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in [h for h in ms_logger.handlers if h.get_name() is None]:
+        ms_logger.removeHandler(handler)
     loggers = get_loggers_from_work_dir(str(log_dir), [task.task_name for task in ms_tasks])
+
     contexts = []
     for task, logger, seed in zip(ms_tasks, loggers, fork_seed(0, n=len(ms_tasks))):
         strategy = ms.search_strategy.EvolutionarySearch(population_size=population,

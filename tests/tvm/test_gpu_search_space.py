@@ -26,7 +26,11 @@ def test_every_gpu_task_has_a_search_space_and_candidates(zoo_dir):
     """The mlp's matmuls: thread binding, cross-thread reduction and the shared-memory check all run (before the
     block limits were added, initializing the search failed: "missing attribute `max_threads_per_block`")."""
     prepared = prepare(zoo_dir / "mlp.onnx", load_target(PRESETS / "cuda-sm_90.yaml"), tuned=True)
+    from ansor_build.backend.records import import_intrinsics, intrinsics_family
+
+    import_intrinsics(intrinsics_family(prepared.tvm_target))  # as tuning does: sm_90's tensor-core rule needs them
     from tvm.s_tir import meta_schedule as ms
+
 
     for task in prepared.ms_tasks:
         context = ms.TuneContext(mod=task.dispatched[0], target=task.target, space_generator="post-order-apply",
