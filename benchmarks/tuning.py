@@ -142,6 +142,52 @@ def latencies(packages: dict, model_path, manifest, repeat: int, rounds: int) ->
     return {name: statistics.median(values) for name, values in rounds_ms.items()}
 
 
+def read_history(path: Path) -> list[dict]:
+    """(trials, estimated_us) after every measured batch of a tuned build (see ansor_build.tuning.progress)."""
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{"trials": r["trials"], "seconds": r["seconds"], "estimated_us": r["estimated_us"]}
+            for r in rows if r.get("estimated_us") is not None]
+
+
+def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: int, rounds: int,
+            goals: dict = GOALS) -> dict:
+    from ansor_build import zoo
+    from ansor_build.target import load_target
+    from ansor_build.tuning import TuningOptions
+    from ansor_build.tuning.store import open_store
+
+    model = zoo.write_model(name, work / f"{name}.onnx")
+    tuning_dir = work / "tuning"
+    timed_build(model, target, work / f"{name}-warmup")  # the runner binary is cached from here on
+    untuned, untuned_s = timed_build(model, target, work / f"{name}-untuned")
+    options = TuningOptions(mode="incremental", tuning_dir=tuning_dir, trials_per_task=trials_per_task)
+    tuned, _ = timed_build(model, target, work / f"{name}-tuned", tuning=options)
+    reuse = TuningOptions(mode="reuse", tuning_dir=tuning_dir, trials_per_task=trials_per_task)
+    reused, reused_s = timed_build(model, target, work / f"{name}-reused", tuning=reuse)
+    assert reused.manifest["files"] == tuned.manifest["files"], "a reused rebuild must give the same package"
+    store = open_store(tuning_dir, load_target(target).tuned_tvm())
+    trials = sum(store.entry(task.key).trials for task in tuned.tasks)
+    tune_s = tuned.timings["tune"]
+    ms = latencies({"untuned": untuned.package, "tuned": tuned.package}, model, tuned.manifest, repeat, rounds)
+    speedup = ms["onnxruntime"] / ms["tuned"]
+    goal = goals.get(name)
+    return {
+        "model": name, "tasks": len(tuned.tasks), "records_applied": tuned.manifest["tuning"]["records"],
+        "trials": trials, "tune_s": round(tune_s, 1), "trials_per_min": round(trials / tune_s * 60, 1),
+        "tuned_threads": tuned.manifest["runtime"]["threads"],
+
+        "untuned_build_s": round(untuned_s, 2), "reused_build_s": round(reused_s, 2),
+        "untuned_ms": round(ms["untuned"], 4), "tuned_ms": round(ms["tuned"], 4),
+        "onnxruntime_ms": round(ms["onnxruntime"], 4),
+        "tuned_vs_onnxruntime": round(ms["tuned"] / ms["onnxruntime"], 3),
+        "speedup_vs_onnxruntime": round(speedup, 3), "speedup_vs_untuned": round(ms["untuned"] / ms["tuned"], 1),
+        "goal_speedup_vs_onnxruntime": goal, "goal_met": None if goal is None else speedup >= goal,
+        "history": read_history(work / f"{name}-tuned.logs" / "progress.jsonl"),
+    }
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     where = "" if meta.get("device", "cpu") == "cpu" else \
         f" (packages on the {meta['device']} device, onnxruntime on the CPU)"

@@ -1,0 +1,29 @@
+"""benchmarks/tuning.py end to end on the smallest budget: tuning, the thread choice, the timing harness, the table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.tvm, pytest.mark.tuning]
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "tuning.py"
+
+
+def test_tuning_benchmark_runs_and_writes_its_table(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--models", "mlp", "--trials-per-task", "2", "--rounds", "1",
+                           "--repeat", "3", "--out", str(out), "--work", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "tuning.json").read_text())
+    [row] = doc["models"]
+    assert row["model"] == "mlp" and row["tasks"] == 3 and row["trials"] >= 6
+    assert row["tuned_threads"] in range(1, doc["threads"] + 1)
+    assert row["tuned_ms"] > 0 and row["untuned_ms"] > 0 and row["onnxruntime_ms"] > 0
+    assert (out / "tuning.md").read_text().count("| mlp | 3 |") == 1
+    assert (tmp_path / "work" / "tuning").is_dir()  # --work keeps the store
