@@ -88,7 +88,10 @@ def test_a_device_that_dies_or_hangs_costs_only_its_trials(tmp_path, own_farm):
     assert len(found) == 3
     assert all(e.trials >= 12 and e.records and not e.corrupt for e in found.values()), output
     failed = sum(e.header.get("failed", 0) for e in found.values())
-    assert failed >= 2, output  # the candidate each faulty server was timing
+    # The frozen server always costs the candidate it was timing; the killed one only if its candidate was still
+    # running when the kill landed (it may have just finished: CI saw 1 once).
+    assert failed >= 1, output
+
     errors = {e.header["last_error"] for e in found.values() if e.header.get("failed")}
     assert errors and all(errors), errors
     assert f"candidate(s) failed on '{KEY}' devices" in output
