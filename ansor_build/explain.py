@@ -120,7 +120,8 @@ def _tuning_step(model, target, shapes, output, mode, tuning_dir, budget_flags, 
     flags = "" if mode == "reuse" else budget_flags
     store_dir = tuning_dir / target_dirname(target.tuned_tvm())
     files = tasklist.model_task_files(store_dir, [model, *external_data_files(model)], shapes)
-    list_path = tasklist.list_path(store_dir, files_sha256([model, *external_data_files(model)]), shapes)
+    model_sha = files_sha256([model, *external_data_files(model)])
+    list_path = tasklist.list_path(store_dir, model_sha, shapes)
     step = StepKey("tune", f"{output}.records.json", [
         _value("command", _command("-m ansor_build tune", str(model), "--target", str(target.path), "--tune", mode,
                                    flags, shape_flags, "--records-out", f"{output}.records.json")),
@@ -134,9 +135,10 @@ def _tuning_step(model, target, shapes, output, mode, tuning_dir, budget_flags, 
 
         keys = [task.key for task in prepare(model, target, shapes, tuned=True).tasks]
     applied = applied_records(TuningStore(tuning_dir, target.tuned_tvm(), ""), keys)
-    threads = thread_choice.stored_choice(store_dir / thread_choice.THREADS_DIR / list_path.name,
-                                          records_digest(applied)) \
-        if applied and thread_choice.may_choose(target) else None
+    threads = None
+    if applied and thread_choice.may_choose(target):
+        threads = thread_choice.stored_choice(thread_choice.choice_path(store_dir, model_sha, shapes),
+                                              records_digest(applied))
     text = records_text(target.tuned_tvm(), keys, applied, threads)
     if mode in ("incremental", "full"):
         step.note = (step.note + "; " if step.note else "") + "records as the store is now: this mode may tune more"

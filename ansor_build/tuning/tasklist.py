@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 MODELS_DIR = "models"
+THREADS_DIR = "threads"  # beside models/: a model's runtime thread count (tuning/threads.py)
 
 
 def _identity(model_sha256: str, shapes: dict | None) -> dict:
@@ -90,6 +91,6 @@ def model_task_files(target_dir: Path, model_files: list[Path], shapes: dict | N
     tasks = read_tasks(path)
     if tasks is None:
         return sorted(target_dir.glob("*.jsonl"))
-    files = [target_dir / f"{key}.jsonl" for key in tasks] + [target_dir / "threads" / path.name]
+    files = [target_dir / f"{key}.jsonl" for key in tasks] + [target_dir / THREADS_DIR / path.name]
     return [path, *(f for f in files if f.is_file())]
 

@@ -13,8 +13,8 @@ The choice is a tuning result, stored next to the records and reused like them:
     <tuning_dir>/<target dir>/threads/<key16>.json
         {"format", "records_sha256", "latency_us": {"1": .., "2": ..}, "threads"}
 
-`key16` is the name of the model's task list (models/<key16>.json): its key (model bytes, input shapes, tool versions); `records_sha256` is the digest of
-the records applied when it was measured: other records are measured again, and builds that only reuse records
+`key16` names the model's task list (models/<key16>.json: model bytes, input shapes, tool versions);
+`records_sha256` is the digest of the records applied when it was measured: other records are measured again, and builds that only reuse records
 (`reuse` mode, `ANSOR_BUILD_FORBID_TUNING`) apply a stored choice but never measure. A target that sets
 `runtime.threads` keeps it; so do packages that cannot run here (other CPUs, GPUs, RPC tuning). `db merge` does
 not carry thread counts: the merged records are timed again by the next tuning build.
@@ -29,15 +29,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .store import dumps, write_atomic
-from .tasklist import list_path
+from .tasklist import THREADS_DIR, list_path
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-THREADS_DIR = "threads"
 MARGIN = 0.05  # fewer threads must be at least 5% faster
 ROUNDS = 7  # medians of ROUNDS rounds of REPEAT runs, per thread count
 REPEAT = 100
@@ -150,8 +150,6 @@ def _time_here(directory: Path) -> float:
     device = tvm.cpu(0)
     main = VirtualMachine(tvm.runtime.load_module(str(directory / "model.so")), device)["main"]
     tensors = [tvm.runtime.tensor(default_input(sig["shape"], sig["dtype"]), device) for sig in inputs]
-    import time
-
     for _ in range(20):
         main(*tensors)
     rounds = []
