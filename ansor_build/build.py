@@ -80,7 +80,7 @@ def prepare(model_path: Path, target, shapes=None, tuned: bool = False) -> Prepa
     outputs = output_signature(mod, [o.name for o in model.proto.graph.output])
     timings = {"import": time.perf_counter() - started}
     step = time.perf_counter()
-    fused = partition.fuse(mod, tvm_target, fast_math=target.fast_math)
+    fused = partition.fuse(mod, tvm_target, fast_math=target.fast_math, conv_layout=target.conv_layout)
     tasks, ms_tasks = partition.extract_tasks(fused, tvm_target)
     timings["partition"] = time.perf_counter() - step
     return Prepared(target, model, tvm_target, outputs, fused, tasks, ms_tasks, timings, dict(shapes or {}))
@@ -109,8 +109,8 @@ def tune_model(model_path: str | Path, target_path: str | Path, options: TuningO
     plan, applied = _select_records(prepared, options, records_out.parent / f"{records_out.stem}.logs")
 
     def compile_model():
-        return codegen.compile_fused(prepared.fused, prepared.tvm_target, records.memory_database(applied,
-                                                                                                 prepared.tvm_target))
+        return codegen.compile_fused(prepared.fused, prepared.tvm_target,
+                                     records.memory_database(applied, prepared.tvm_target), prepared.target.vm)
 
     threads = thread_choice.choose(prepared, options, applied, compile_model)
     write_records_file(records_out, prepared.target.tuned_tvm(), [t.key for t in prepared.tasks], applied, threads)
@@ -155,7 +155,7 @@ def _build(model_path: Path, target_path: Path, out_dir: Path, shapes, tuning, r
 
     step = time.perf_counter()
     database = records.memory_database(applied, tvm_target) if applied else None
-    executable = codegen.compile_fused(prepared.fused, tvm_target, database)
+    executable = codegen.compile_fused(prepared.fused, tvm_target, database, target.vm)
     timings["compile"] = time.perf_counter() - step
     if records_file is None:
         step = time.perf_counter()
@@ -180,9 +180,8 @@ def _build(model_path: Path, target_path: Path, out_dir: Path, shapes, tuning, r
                        "emulator": target.emulator},
             "inputs": [sig.as_dict() for sig in model.inputs],
             "outputs": [sig.as_dict() for sig in outputs],
-            "runtime": {"threads": threads or target.threads,
+            "runtime": {"threads": threads or target.threads, "vm": target.vm,
                         "libs": sorted(f"{layout.RUNTIME_DIR}/{n}" for n in libs),
-
                         "runner": layout.RUNNER_BIN if (stage / layout.RUNNER_BIN).exists() else None},
             "tasks": [dict(task.as_dict(), record_us=_record_us(applied.get(task.key))) for task in tasks],
             "tuning": {"records": len(applied), "records_sha256": records.records_digest(applied)},

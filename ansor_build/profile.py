@@ -79,6 +79,9 @@ def profile_package(directory: str | Path, repeat: int = 200, rounds: int = 5) -
     if target.get("device", "cpu") != "cpu" or (target.get("arch") and target["arch"] != host_arch()):
         raise AnsorError(f"{directory}: profile runs CPU packages built for this machine ({host_arch()}); this one "
                          f"is for {target.get('arch')} {target.get('device', 'cpu')}")
+    if manifest.get("runtime", {}).get("vm") == "compiled":
+        raise AnsorError(f"{directory}: built with runtime.vm 'compiled', whose kernel launches the VM profiler cannot "
+                         f"see; build it with `runtime: {{vm: bytecode}}` in the target to profile it")
     package = loader.load(directory)  # sets TVM_NUM_THREADS as the package's loaders do, before TVM starts
     arrays = package.default_inputs()
     calls = _capture_calls(package, package.prepare(*arrays))

@@ -5,8 +5,10 @@
 
 For every model: an untuned build, a tuned build (fresh tuning directory and cost model, `--trials-per-task` trials
 for every task), and a fully-reused rebuild; then the untuned package, the tuned package and onnxruntime (same
-thread count) are timed in one process, in interleaved rounds (`--rounds`, each the median of `--repeat` runs after a
-warm-up), and the medians of the rounds are compared: on a noisy shared machine the ratios are what to read.
+thread count) are timed in interleaved rounds (`--rounds`, each the median of `--repeat` runs after a warm-up). The
+latencies reported are the medians of the rounds; a speed-up is the median of the rounds' ratios (each round's
+onnxruntime time over the package's, measured seconds apart), so that a slow spell of this shared machine, which
+moves both sides of one round alike, does not tip it: on a noisy machine the ratios are what to read.
 
 The target defaults to the host's ISA-level preset (`x86_64-avx512` where the CPU has AVX-512, else `x86_64-avx2`)
 with `num-cores` set to this machine's CPU count; onnxruntime runs with as many threads, each package with the thread
@@ -116,8 +118,8 @@ class Timer:
 
 
 def latencies(packages: dict, model_path, manifest, repeat: int, rounds: int) -> dict:
-    """name -> median over rounds of each round's median latency (ms): onnxruntime with the benchmark's threads,
-    each package with its own (`runtime.threads` of its manifest)."""
+    """name -> each round's median latency (ms), rounds in order: onnxruntime with the benchmark's threads, each
+    package with its own (`runtime.threads` of its manifest)."""
     from ansor_build.check import compare, reference_outputs, sample_inputs
     from ansor_build.package import loader
 
@@ -139,7 +141,12 @@ def latencies(packages: dict, model_path, manifest, repeat: int, rounds: int) ->
     finally:
         for timer in timers.values():
             timer.close()
-    return {name: statistics.median(values) for name, values in rounds_ms.items()}
+    return rounds_ms
+
+
+def paired_speedup(reference: list[float], contender: list[float]) -> float:
+    """Median over rounds of reference / contender: each ratio compares two timings taken seconds apart."""
+    return statistics.median(r / c for r, c in zip(reference, contender, strict=True))
 
 
 def read_history(path: Path) -> list[dict]:
@@ -170,8 +177,9 @@ def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: i
     store = open_store(tuning_dir, load_target(target).tuned_tvm())
     trials = sum(store.entry(task.key).trials for task in tuned.tasks)
     tune_s = tuned.timings["tune"]
-    ms = latencies({"untuned": untuned.package, "tuned": tuned.package}, model, tuned.manifest, repeat, rounds)
-    speedup = ms["onnxruntime"] / ms["tuned"]
+    per_round = latencies({"untuned": untuned.package, "tuned": tuned.package}, model, tuned.manifest, repeat, rounds)
+    ms = {name: statistics.median(values) for name, values in per_round.items()}
+    speedup = paired_speedup(per_round["onnxruntime"], per_round["tuned"])
     goal = goals.get(name)
     return {
         "model": name, "tasks": len(tuned.tasks), "records_applied": tuned.manifest["tuning"]["records"],
@@ -182,7 +190,9 @@ def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: i
         "untuned_ms": round(ms["untuned"], 4), "tuned_ms": round(ms["tuned"], 4),
         "onnxruntime_ms": round(ms["onnxruntime"], 4),
         "tuned_vs_onnxruntime": round(ms["tuned"] / ms["onnxruntime"], 3),
-        "speedup_vs_onnxruntime": round(speedup, 3), "speedup_vs_untuned": round(ms["untuned"] / ms["tuned"], 1),
+        "speedup_vs_onnxruntime": round(speedup, 3),
+        "speedup_vs_untuned": round(paired_speedup(per_round["untuned"], per_round["tuned"]), 1),
+        "rounds_ms": {name: [round(v, 6) for v in values] for name, values in per_round.items()},
         "goal_speedup_vs_onnxruntime": goal, "goal_met": None if goal is None else speedup >= goal,
         "history": read_history(work / f"{name}-tuned.logs" / "progress.jsonl"),
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import import_tvm, prepack
+from . import import_tvm, nhwc, prepack
 
 
 @dataclass(frozen=True)
@@ -20,12 +20,13 @@ class Task:
         return {"key": self.key, "name": self.name, "weight": self.weight, "flops": self.flops}
 
 
-def fuse(mod, target, fast_math: bool = True):
+def fuse(mod, target, fast_math: bool = True, conv_layout: str = "NCHW"):
     """Lower operators to TIR and fuse them into subgraphs (what gets tuned and compiled).
 
     `fast_math`: exp, erf, tanh and softmax become TVM's polynomial approximations: vectorizable, and their time
     does not depend on the data (libm's erff and expf take different paths for different magnitudes, so the random
     inputs tuning measures with need not cost what real inputs do).
+    `conv_layout`: "NHWC" runs a CPU target's convolutions channels-last (`nhwc`); "NCHW" keeps ONNX's layout.
     """
     tvm = import_tvm()
     from tvm import relax
@@ -39,6 +40,7 @@ def fuse(mod, target, fast_math: bool = True):
                   transform.DecomposeOpsForInference(), *([transform.FastMathTransform()] if fast_math else []),
                   # Without these two, batch_norm's leftover tuple stops FuseOps (resnet: 12 tasks instead of 9).
                   transform.CanonicalizeBindings(), transform.DeadCodeElimination(),
+                  *nhwc.passes(target, conv_layout),
                   transform.LegalizeOps(), transform.AnnotateTIROpPattern(),
                   transform.FoldConstant(), transform.FuseOps(), transform.FuseTIR(), *prepack.before_tuning(target)]
         return tvm.transform.Sequential(passes)(mod)

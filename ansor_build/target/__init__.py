@@ -119,6 +119,11 @@ class Target:
         return self.spec.get("runtime", {}).get("runner", True)
 
     @property
+    def vm(self) -> str:
+        """How the Relax VM runs the model: "compiled" (CPU default) or "bytecode" (GPU default)."""
+        return self.spec.get("runtime", {}).get("vm", "bytecode" if self.device == "cuda" else "compiled")
+
+    @property
     def threads(self) -> int | None:
         """TVM_NUM_THREADS the package's loaders use when the environment does not set it."""
         runtime = self.spec.get("runtime", {})
@@ -127,6 +132,11 @@ class Target:
     @property
     def fast_math(self) -> bool:
         return bool(self.spec.get("optimize", {}).get("fast_math", True))
+
+    @property
+    def conv_layout(self) -> str:
+        """"NHWC" or "NCHW": the layout of a CPU target's convolutions (GPU targets keep the model's)."""
+        return self.spec.get("optimize", {}).get("conv_layout", "NHWC")
 
     @property
     def tuning(self) -> dict:

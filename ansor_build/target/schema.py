@@ -63,6 +63,10 @@ SCHEMA: dict[str, Field] = {
         "threads": Field("int", "TVM_NUM_THREADS the loaders set when the environment does not (default: num-cores)",
                          min=1),
         "runner": Field("bool", "build the C++ runner for the device (default true)"),
+        "vm": Field("str", "how the Relax VM runs the model: 'compiled' (the VM's code compiled to machine code with "
+                           "the kernels: less per-call overhead; the default on CPU targets) or 'bytecode' (interpreted; "
+                           "the default on GPU targets; `ansor-build profile` needs it)",
+                    choices=("compiled", "bytecode")),
         "device": Field("str", "device the loaders run on", choices=("cpu", "cuda")),
         "ptx": Field("bool", "GPU targets: also embed PTX for tvm.arch, which newer GPUs compile when loading "
                              "(default true; the cubin for tvm.arch is always embedded)"),
@@ -86,6 +90,9 @@ SCHEMA: dict[str, Field] = {
     "optimize": Field("map", "graph-level choices of the build", fields={
         "fast_math": Field("bool", "exp, erf, tanh and softmax as TVM's vectorizable polynomial approximations "
                                    "instead of libm calls (default true; false for exact libm results)"),
+        "conv_layout": Field("str", "layout the convolutions of a CPU target run in: 'NHWC' (channels last, the "
+                                    "default: output channels are the vector lanes) or 'NCHW' (as ONNX has them)",
+                             choices=("NHWC", "NCHW")),
     }),
 
 }

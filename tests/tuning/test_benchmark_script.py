@@ -25,5 +25,22 @@ def test_tuning_benchmark_runs_and_writes_its_table(tmp_path):
     assert row["model"] == "mlp" and row["tasks"] == 3 and row["trials"] >= 6
     assert row["tuned_threads"] in range(1, doc["threads"] + 1)
     assert row["tuned_ms"] > 0 and row["untuned_ms"] > 0 and row["onnxruntime_ms"] > 0
+    # one round: the paired speed-up is that round's ratio, and the medians are that round's times
+    [tuned], [onnxruntime] = row["rounds_ms"]["tuned"], row["rounds_ms"]["onnxruntime"]
+    assert row["tuned_ms"] == pytest.approx(tuned, abs=1e-4)
+    assert row["speedup_vs_onnxruntime"] == pytest.approx(onnxruntime / tuned, rel=1e-3)
     assert (out / "tuning.md").read_text().count("| mlp | 3 |") == 1
     assert (tmp_path / "work" / "tuning").is_dir()  # --work keeps the store
+
+
+def test_paired_speedup_is_the_median_of_each_rounds_ratio():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import tuning as bench
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    # a slow spell in the middle round slows both sides: the per-round ratios stay at 2
+    assert bench.paired_speedup([2.0, 8.0, 2.2], [1.0, 4.0, 1.1]) == pytest.approx(2.0)
+    assert bench.paired_speedup([1.0, 3.0, 5.0], [1.0, 1.0, 1.0]) == 3.0
+    with pytest.raises(ValueError):
+        bench.paired_speedup([1.0, 2.0], [1.0])

@@ -90,6 +90,8 @@ X86 = "tvm: {kind: llvm, mtriple: x86_64-linux-gnu}\n"
     (X86 + "tuning: {runner: rpc}\n", "tuning.runner: expected a mapping, found string 'rpc'"),
     (X86 + "optimize: {fast_math: maybe}\n", "optimize.fast_math: expected true or false, found string 'maybe'"),
     (X86 + "optimize: {fastmath: false}\n", "optimize.fastmath: unknown key; did you mean 'optimize.fast_math'?"),
+    (X86 + "optimize: {conv_layout: nhwc}\n", "optimize.conv_layout: 'nhwc' is not allowed (expected one of: NHWC, NCHW)"),
+    (X86 + "runtime: {vm: jit}\n", "runtime.vm: 'jit' is not allowed (expected one of: compiled, bytecode)"),
 ])
 def test_bad_target_one_line_error(tmp_path, text, expected):
     path = write(tmp_path, "bad.yaml", text)
@@ -168,3 +170,11 @@ def test_jetson_preset_is_an_sm_87_gpu_with_an_aarch64_host():
 def test_fast_math_is_on_unless_the_target_turns_it_off(tmp_path):
     assert load_target(write(tmp_path, "a.yaml", X86)).fast_math is True
     assert load_target(write(tmp_path, "b.yaml", X86 + "optimize: {fast_math: false}\n")).fast_math is False
+
+
+def test_cpu_targets_run_convs_channels_last_and_the_compiled_vm_by_default(tmp_path):
+    cpu = load_target(write(tmp_path, "a.yaml", X86))
+    assert (cpu.conv_layout, cpu.vm) == ("NHWC", "compiled")
+    kept = load_target(write(tmp_path, "b.yaml", X86 + "optimize: {conv_layout: NCHW}\nruntime: {vm: bytecode}\n"))
+    assert (kept.conv_layout, kept.vm) == ("NCHW", "bytecode")
+    assert load_target(PRESETS / "cuda-sm_90.yaml").vm == "bytecode"  # GPU packages keep the interpreted VM
