@@ -80,7 +80,10 @@ else:
 for line in sys.stdin:
     print(statistics.median(run(int(line))) * 1e3, flush=True)
 """
-PAUSE_S = 0.3  # TVM's pool workers spin (yielding) for up to ~0.1 s after a launch, onnxruntime's too
+# TVM's pool workers spin (yielding) after a launch, onnxruntime's too: after 200 two-thread runs of an untuned
+# package, 0.3 s was not enough (onnxruntime's MobileNet-style latency read 19 to 42 us in the rounds after it,
+# 17 to 19 us with 1 s).
+PAUSE_S = 1.0
 
 
 class Timer:
@@ -177,16 +180,25 @@ def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: i
     store = open_store(tuning_dir, load_target(target).tuned_tvm())
     trials = sum(store.entry(task.key).trials for task in tuned.tasks)
     tune_s = tuned.timings["tune"]
-    per_round = latencies({"untuned": untuned.package, "tuned": tuned.package}, model, tuned.manifest, repeat, rounds)
-    ms = {name: statistics.median(values) for name, values in per_round.items()}
-    speedup = paired_speedup(per_round["onnxruntime"], per_round["tuned"])
-    goal = goals.get(name)
     return {
         "model": name, "tasks": len(tuned.tasks), "records_applied": tuned.manifest["tuning"]["records"],
         "trials": trials, "tune_s": round(tune_s, 1), "trials_per_min": round(trials / tune_s * 60, 1),
         "tuned_threads": tuned.manifest["runtime"]["threads"],
-
         "untuned_build_s": round(untuned_s, 2), "reused_build_s": round(reused_s, 2),
+        **timing(name, work, repeat, rounds, goals),
+        "history": read_history(work / f"{name}-tuned.logs" / "progress.jsonl"),
+    }
+
+
+def timing(name: str, work: Path, repeat: int, rounds: int, goals: dict = GOALS) -> dict:
+    """The latency columns of a model whose untuned and tuned packages are in `work`."""
+    untuned, tuned = work / f"{name}-untuned", work / f"{name}-tuned"
+    manifest = json.loads((tuned / "manifest.json").read_text())
+    per_round = latencies({"untuned": untuned, "tuned": tuned}, work / f"{name}.onnx", manifest, repeat, rounds)
+    ms = {name: statistics.median(values) for name, values in per_round.items()}
+    speedup = paired_speedup(per_round["onnxruntime"], per_round["tuned"])
+    goal = goals.get(name)
+    return {
         "untuned_ms": round(ms["untuned"], 4), "tuned_ms": round(ms["tuned"], 4),
         "onnxruntime_ms": round(ms["onnxruntime"], 4),
         "tuned_vs_onnxruntime": round(ms["tuned"] / ms["onnxruntime"], 3),
@@ -194,16 +206,16 @@ def measure(name: str, work: Path, target: Path, trials_per_task: int, repeat: i
         "speedup_vs_untuned": round(paired_speedup(per_round["untuned"], per_round["tuned"]), 1),
         "rounds_ms": {name: [round(v, 6) for v in values] for name, values in per_round.items()},
         "goal_speedup_vs_onnxruntime": goal, "goal_met": None if goal is None else speedup >= goal,
-        "history": read_history(work / f"{name}-tuned.logs" / "progress.jsonl"),
     }
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
     where = "" if meta.get("device", "cpu") == "cpu" else \
         f" (packages on the {meta['device']} device, onnxruntime on the CPU)"
+    retimed = " Latencies re-timed (`--retime`) from the packages of the tuning run." if meta.get("retimed") else ""
     lines = [f"Target `{meta['target']}`{where}, {meta['threads']} threads, {meta['trials_per_task']} trials per task "
-
-             f"(medians of {meta['rounds']} interleaved rounds of {meta['repeat']} runs).", "",
+             f"(medians of {meta['rounds']} interleaved rounds of {meta['repeat']} runs; a speed-up is the median of "
+             f"the rounds' ratios).{retimed}", "",
              "| model | tasks | trials | tune s | trials/min | untuned ms | tuned ms | tuned threads | onnxruntime ms | "
              "speed-up vs onnxruntime | goal | untuned build s | reused build s |",
              "|" + "---|" * 13]
@@ -280,6 +292,9 @@ def main() -> int:
     parser.add_argument("--work", default=None,
                         help="keep the models, packages, tuning records and logs in this directory (default: a "
                              "temporary one, removed at the end), e.g. to `ansor-build profile` the tuned packages")
+    parser.add_argument("--retime", action="store_true",
+                        help="only time again the packages an earlier run kept in --work (no builds, no tuning): "
+                             "the latency columns of the models named in OUT/tuning.json are replaced, the rest kept")
     parser.add_argument("--keep", action="store_true",
                         help="keep the rows of other models from DIR/tuning.json when it has the same target, threads "
                              "and budget (to measure a zoo in several sittings)")
@@ -296,6 +311,8 @@ def main() -> int:
 
     meta = {"target": base, "device": device, "threads": int(os.environ["TVM_NUM_THREADS"]),
             "trials_per_task": args.trials_per_task, "repeat": args.repeat, "rounds": args.rounds}
+    if args.retime:
+        return retime(args, meta)
     with tempfile.TemporaryDirectory(prefix="ansor-tune-bench-") as tmp:
         work = Path(args.work).resolve() if args.work else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -317,6 +334,32 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = _kept_rows(out / "tuning.json", meta, rows) if args.keep else rows
+    write_results(out, meta, rows)
+    return 0
+
+
+def retime(args, meta: dict) -> int:
+    """--retime: the latency columns again, from the packages of an earlier run (--work) named in OUT/tuning.json."""
+    if not args.work:
+        raise SystemExit("--retime needs --work DIR: the directory an earlier run kept its packages in")
+    work, out = Path(args.work).resolve(), Path(args.out)
+    earlier = json.loads((out / "tuning.json").read_text())
+    for key in ("target", "threads", "trials_per_task"):
+        if earlier.get(key) != meta[key]:
+            raise SystemExit(f"{out / 'tuning.json'}: measured with {key} {earlier.get(key)!r}, not {meta[key]!r}")
+    names = args.models.split(",")
+    rows = earlier["models"]
+    for row in rows:
+        if row["model"] in names:
+            row.update(timing(row["model"], work, args.repeat, args.rounds,
+                              GOALS if meta.get("device", "cpu") == "cpu" else {}))
+            print(f"retimed {row['model']}: {row['speedup_vs_onnxruntime']:.2f}x", file=sys.stderr, flush=True)
+    write_results(out, {**meta, "retimed": True}, rows)
+    return 0
+
+
+def write_results(out: Path, meta: dict, rows: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     table = markdown(rows, meta)
     print(table)
     (out / "tuning.json").write_text(json.dumps({**meta, "models": rows}, indent=2) + "\n")
@@ -324,7 +367,6 @@ def main() -> int:
     drawn = plot(rows, out / "tuning.png", meta)
     print(f"wrote {out / 'tuning.json'}, {out / 'tuning.md'}" +
           (f", {out / 'tuning.png'}" if drawn else " (no plot: pip install matplotlib)"))
-    return 0
 
 
 if __name__ == "__main__":

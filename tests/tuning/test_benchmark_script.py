@@ -32,6 +32,17 @@ def test_tuning_benchmark_runs_and_writes_its_table(tmp_path):
     assert (out / "tuning.md").read_text().count("| mlp | 3 |") == 1
     assert (tmp_path / "work" / "tuning").is_dir()  # --work keeps the store
 
+    # --retime: the kept packages timed again; the tuning columns stay as measured
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--models", "mlp", "--trials-per-task", "2", "--rounds", "2",
+                           "--repeat", "3", "--out", str(out), "--work", str(tmp_path / "work"), "--retime"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((out / "tuning.json").read_text())
+    [retimed] = again["models"]
+    assert again["retimed"] is True and len(retimed["rounds_ms"]["tuned"]) == 2
+    assert {k: retimed[k] for k in ("trials", "tune_s", "tasks", "history")} == \
+        {k: row[k] for k in ("trials", "tune_s", "tasks", "history")}
+
 
 def test_paired_speedup_is_the_median_of_each_rounds_ratio():
     sys.path.insert(0, str(SCRIPT.parent))
