@@ -81,7 +81,7 @@ for line in sys.stdin:
     print(statistics.median(run(int(line))) * 1e3, flush=True)
 """
 # TVM's pool workers spin (yielding) after a launch, onnxruntime's too: after 200 two-thread runs of an untuned
-# package, 0.3 s was not enough (onnxruntime's MobileNet-style latency read 19 to 42 us in the rounds after it,
+# package, 0.3 s was not enough (onnxruntime's MobileNet-style latency read 17 to 42 us in the rounds after it,
 # 17 to 19 us with 1 s).
 PAUSE_S = 1.0
 
