@@ -39,6 +39,11 @@ sys.path.insert(0, str(REPO))
 GOALS = {"convnet": 1.0, "resnet": 1.2, "mobilenet": 1.2}
 
 
+def goals(meta: dict) -> dict:
+    """The goals apply to CPU targets (onnxruntime runs on the CPU either way)."""
+    return GOALS if meta.get("device", "cpu") == "cpu" else {}
+
+
 def host_preset() -> str:
     """The ISA-level preset of this machine: AVX-512 (F, BW, DQ, VL as in x86-64-v4), else AVX2."""
     try:
@@ -325,14 +330,12 @@ def main() -> int:
         target.write_text(f"extends: {base}\nname: bench\n{cpu}")
         rows = []
         for name in args.models.split(","):
-            rows.append(measure(name, work, target, args.trials_per_task, args.repeat, args.rounds,
-                                GOALS if device == "cpu" else {}))
+            rows.append(measure(name, work, target, args.trials_per_task, args.repeat, args.rounds, goals(meta)))
 
             row = {k: v for k, v in rows[-1].items() if k != "history"}
             print(f"done {name}: {row}", file=sys.stderr, flush=True)
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = _kept_rows(out / "tuning.json", meta, rows) if args.keep else rows
     write_results(out, meta, rows)
     return 0
@@ -351,8 +354,7 @@ def retime(args, meta: dict) -> int:
     rows = earlier["models"]
     for row in rows:
         if row["model"] in names:
-            row.update(timing(row["model"], work, args.repeat, args.rounds,
-                              GOALS if meta.get("device", "cpu") == "cpu" else {}))
+            row.update(timing(row["model"], work, args.repeat, args.rounds, goals(meta)))
             print(f"retimed {row['model']}: {row['speedup_vs_onnxruntime']:.2f}x", file=sys.stderr, flush=True)
     write_results(out, {**meta, "retimed": True}, rows)
     return 0

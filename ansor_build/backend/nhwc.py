@@ -46,7 +46,7 @@ def clip_bounds_as_ops():
     from tvm import relax, te, topi
 
     call_tir = tvm.ir.Op.get("relax.call_tir")
-    kinds = (("maximum", topi.maximum, relax.op.maximum), ("minimum", topi.minimum, relax.op.minimum))
+    kinds = ((topi.maximum, relax.op.maximum), (topi.minimum, relax.op.minimum))
 
     def reference(te_op, x_type, bound):
         a = te.placeholder(list(x_type.shape.values), x_type.dtype, "a")  # int64 dims, as the importer's
@@ -70,11 +70,11 @@ def clip_bounds_as_ops():
             func = self.mod_[call.args[0]]
             x_type = x.ty
             if (not isinstance(bound, tvm.ir.expr.Constant) or not isinstance(bound.ty, relax.TensorType) or
-                    bound.ty.ndim != 0 or bound.ty.dtype != getattr(x_type, "dtype", None) or
                     not isinstance(x_type, relax.TensorType) or not isinstance(x_type.shape, relax.ShapeExpr) or
+                    bound.ty.ndim != 0 or bound.ty.dtype != x_type.dtype or
                     not all(isinstance(d, tvm.tirx.IntImm) for d in x_type.shape.values)):
                 return call
-            for _, te_op, relax_op in kinds:
+            for te_op, relax_op in kinds:
                 if same(func, reference(te_op, x_type, bound)):
                     return relax_op(x, bound)
             return call
