@@ -23,6 +23,8 @@ from .rpc import error_line
 
 log = logging.getLogger(__name__)
 
+MAX_SHARE = 4  # a task may take up to this many times its trial budget from the run's shared budget
+
 
 @dataclass
 class TaskProgress:
@@ -33,6 +35,8 @@ class TaskProgress:
     trials: int = 0
     best_us: float | None = None
     default_us: float | None = None
+    generated: int = 0  # candidates the search proposed in this run (measured or not)
+    exhausted: bool = False  # the search proposed fewer candidates than asked: its space has no more
 
 
 @dataclass
@@ -62,7 +66,8 @@ def check_allowed(plan: Plan) -> None:
         raise AnsorError(f"{FORBID_ENV} is set but this build would tune {len(plan.to_tune)} task(s): {names}{more}")
 
 
-def _make_callback(store, states, ms_tasks_by_id, options, started, result, progress, measurer):
+def _make_callback(store, states, ms_tasks_by_id, options, started, result, progress, measurer, per_iter: int,
+                   per_task: int):
     from tvm.s_tir import meta_schedule as ms
     from tvm.ir.utils import derived_object
 
@@ -74,6 +79,9 @@ def _make_callback(store, states, ms_tasks_by_id, options, started, result, prog
             if TuningOptions.forbidden():  # belt and braces: check_allowed() runs before any measurement
                 raise AnsorError(f"{FORBID_ENV} is set but a trial was measured")
             state = states[task_id]
+            asked = min(per_iter, per_task - state.generated)  # what the search strategy was asked for
+            state.generated += len(measure_candidates)
+            state.exhausted = state.exhausted or len(measure_candidates) < asked
             ctx = task_scheduler.tasks_[task_id].ctx
             workload = ms.database.Workload(ctx.mod)
             records, errors, run_errors = [], [], []
@@ -146,15 +154,20 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
     weights = [float(ms_task.weight) for _, ms_task in selected]
     workloads = [workload_json(ms_task.dispatched[0]) for _, ms_task in selected]
     database = _warm_start_database(store, selected, tvm_target)
-    # MetaSchedule has one per-task cap: every task may take the largest remaining budget (under-tuned tasks then
-    # overshoot theirs a little), so that no task is left short when the global budget runs out.
-    per_task = max(state.budget for state in states)
-    total = per_task * len(states)
-    if options.trials is not None:
-        total = min(total, options.trials)
+    # The budget is shared, as in Ansor: the run measures the tasks' budgets in all, and the gradient task scheduler
+    # (after one round for every task) spends them where the weighted latency falls fastest. A task whose search
+    # space is tiny (a transpose, a pool) ends after a few trials; a big convolution may take up to MAX_SHARE times
+    # its budget. A run that ends this way records the budget per task it had (`TuningStore.mark_budget`).
+    total = sum(state.budget for state in states)
+    full_budget = options.trials is None or options.trials >= total
+    if not full_budget:
+        total = options.trials
+    per_task = MAX_SHARE * max(state.budget for state in states)
+    # No batch larger than the smallest budget: the first round must reach every task before the budget runs out.
+    per_iter = max(min(options.trials_per_iter, *(state.budget for state in states)), 1)
     started = time.perf_counter()
     callback = _make_callback(store, states, dict(enumerate(workloads)), options, started, result, progress,
-                              measurer)
+                              measurer, per_iter, per_task)
     builder, runner = measurer.builder, measurer.runner
     fault = measurer.check_defaults(*_measure_defaults(states, contexts, builder, runner),
                                     str(tvm_target.attrs.get("mtriple", "")))
@@ -170,7 +183,7 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
             ms.tune.tune_tasks(
                 tasks=contexts, task_weights=weights, work_dir=str(log_dir), max_trials_global=max(total, 1),
                 max_trials_per_task=max(per_task, 1),
-                num_trials_per_iter=options.trials_per_iter, builder=builder, runner=runner, database=database,
+                num_trials_per_iter=per_iter, builder=builder, runner=runner, database=database,
                 cost_model=cost_model, task_scheduler="gradient",
                 measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback])
         except Exception:  # noqa: BLE001 - tvm_ffi re-raises the callback's StopTuning as a RuntimeError
@@ -183,11 +196,13 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
     _save_cost_model(cost_model, cost_model_path)
     if result.error:
         raise AnsorError(result.error)
-    if not result.stopped and result.trials < total:
-        # Every task ended on its own: those short of their budget have no candidates left to try.
-        for state in states:
-            if state.trials < state.budget:
-                store.mark_exhausted(state.key)
+    ended = not result.stopped  # ran to its end: the global budget is spent or every task ended on its own
+    for state in states:
+        # A short batch, or (every task having ended on its own) fewer candidates than its cap: nothing left to try.
+        if state.exhausted or (ended and result.trials < total and state.generated < per_task):
+            store.mark_exhausted(state.key)
+        if ended and full_budget:
+            store.mark_budget(state.key, options.trials_per_task)
     return result
 
 

@@ -4,9 +4,9 @@ Per workload (task key): the records are the union, deduplicated by (trace, args
 kept, best TOP_K first. `trials` is the largest count of any input, not the sum: stores from branches or CI runs
 share the history of their common ancestor, which a sum counts twice (marking under-tuned tasks as fully tuned);
 the largest count can only under-count, which costs a few trials later, never a task left under-tuned. `exhausted`
-if any input says so; `default_us` the smallest measured; `failed` and `last_error` from the input with the most
-trials; name and workload from the input whose (name, workload) sorts first (one key is one subgraph; names may
-differ between models). Task lists (models/) are united. The output does not depend on the order of the inputs;
+if any input says so; `budget` (the task had its share of a complete run) the largest; `default_us` the smallest
+measured; `failed` and `last_error` from the input with the most trials; name and workload from the input whose
+(name, workload) sorts first (one key is one subgraph; names may differ between models). Task lists (models/) are united. The output does not depend on the order of the inputs;
 corrupt files and different targets are refused.
 """
 
@@ -62,6 +62,9 @@ def merge_entries(entries: list[Entry]) -> tuple[dict, list[dict]]:
         header["default_us"] = min(defaults)
     if any(e.exhausted for e in entries):
         header["exhausted"] = True
+    header.pop("budget", None)
+    if any(e.budget for e in entries):
+        header["budget"] = max(e.budget for e in entries)
     # The failure count goes with the trial count it is part of: both from the store that measured the most.
     header.pop("failed", None)
     header.pop("last_error", None)

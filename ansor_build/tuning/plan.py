@@ -54,7 +54,8 @@ class Plan:
 
 
 def make_plan(tasks, store: TuningStore | None, options: TuningOptions) -> Plan:
-    """Classify each task by its records: reused (>= trials_per_task trials and a valid record), new, under-tuned."""
+    """Classify each task by its records: reused (tuned enough for trials_per_task, `Entry.complete`, and a valid
+    record), new, under-tuned."""
     plans = []
     for task in tasks:
         if store is None or options.mode == "off":
@@ -63,7 +64,7 @@ def make_plan(tasks, store: TuningStore | None, options: TuningOptions) -> Plan:
         entry = store.entry(task.key)
         if not entry.records and not entry.trials:
             status = "new"
-        elif entry.trials >= options.trials_per_task or entry.exhausted:
+        elif entry.complete(options.trials_per_task):
 
             # fully tuned; "failed" when no trial ever ran (default schedule; only `full` mode tries again)
             status = "reused" if entry.records else "failed"

@@ -21,6 +21,7 @@ def store_stats(directory: Path) -> dict:
                      "trials": entry.trials, "records": len(entry.records),
                      "best_us": round(entry.best_us, 3) if entry.best_us is not None else None,
                      "default_us": entry.default_us, "exhausted": entry.exhausted,
+                     "budget": entry.budget,
                      "unreadable_lines": len(entry.corrupt)})
     rows.sort(key=lambda row: (row["name"] or "", row["key"]))
     return {"directory": str(directory), "target": read_target(directory), "workloads": len(rows),
@@ -38,7 +39,10 @@ def format_stats(stats: dict) -> str:
              f"{'task':<34} {'key':<16} {'trials':>6} {'records':>7} {'best':>11} {'default':>11} {'speedup':>7}  notes"]
     for row in stats["tasks"]:
         speedup = f"{row['default_us'] / row['best_us']:.1f}x" if row["default_us"] and row["best_us"] else "-"
-        notes = [note for flag, note in ((row["exhausted"], "exhausted"), (row["name"] is None, "no header"),
+        notes = [note for flag, note in ((row["exhausted"], "exhausted"),
+                                         (row["budget"] and row["budget"] > row["trials"],
+                                          f"share of {row['budget']}/task"),
+                                         (row["name"] is None, "no header"),
                                          (row["unreadable_lines"], f"{row['unreadable_lines']} unreadable lines"))
                  if flag]
         lines.append(f"{(row['name'] or '?')[:34]:<34} {row['key']:<16} {row['trials']:>6} {row['records']:>7} "

@@ -5,7 +5,9 @@ Layout (meant to be committed or cached by product repos; stable text, determini
     <tuning_dir>/<kind>-<arch>-<cpu>-<hash8>/target.json    the TVM target (dict form) the records belong to
     <tuning_dir>/<kind>-<arch>-<cpu>-<hash8>/<task key>.jsonl
         line 1:  {"format", "key", "name", "trials", "workload"}   trials = every measured trial, failed included
-                 (+ "failed": how many of them failed to build or run, "last_error": the latest failure's line)
+                 (+ "failed": how many of them failed to build or run, "last_error": the latest failure's line;
+                    "budget": the largest trials-per-task budget of a run that gave the task its share;
+                    "exhausted": its search ran out of candidates)
         line 2+: {"args_info", "run_us", "trace", "tvm"}         best first, at most TOP_K, failed ones not kept
     <tuning_dir>/<kind>-<arch>-<cpu>-<hash8>/models/<key16>.json  a model's task keys (see `tasklist`)
 
@@ -101,6 +103,20 @@ class Entry:
     def exhausted(self) -> bool:
         """The search found no new candidates before reaching its trial budget (e.g. a reshape)."""
         return bool(self.header and self.header.get("exhausted"))
+
+    @property
+    def budget(self) -> int:
+        """The largest trials-per-task budget of a tuning run that included this task and ran to its end.
+
+        The run's task scheduler shares its budget (trials per task x tasks) by where it gains most, so a small
+        task may end with fewer trials than the budget: it has had its share, and plans treat it as fully tuned.
+        """
+        value = self.header.get("budget", 0) if self.header else 0
+        return int(value) if isinstance(value, int) and value > 0 else 0
+
+    def complete(self, trials_per_task: int) -> bool:
+        """Tuned enough for `trials_per_task`: that many trials, its share of such a run, or nothing left to try."""
+        return self.trials >= trials_per_task or self.budget >= trials_per_task or self.exhausted
 
     @property
     def best_us(self) -> float | None:
@@ -210,12 +226,20 @@ class TuningStore:
 
     def mark_exhausted(self, key: str) -> None:
         """Record that tuning this task further finds nothing new: plans treat it as fully tuned."""
+        self._update_header(key, lambda header: None if header.get("exhausted") else dict(header, exhausted=True))
+
+    def mark_budget(self, key: str, budget: int) -> None:
+        """Record that the task had its share of a run of `budget` trials per task (see `Entry.budget`)."""
+        self._update_header(key, lambda header: None if int(header.get("budget", 0)) >= budget else
+                            dict(header, budget=int(budget)))
+
+    def _update_header(self, key: str, change) -> None:
+        """Rewrite a task file's header with `change(header)`; None (or no header yet) leaves the file alone."""
         with self.locked():
             entry = self.entry(key)
-            if entry.header is None or entry.header.get("exhausted"):
-                return
-            header = dict(entry.header, exhausted=True)
-            write_atomic(self.path(key), entry_text(header, entry.records, entry.corrupt))
+            header = change(entry.header) if entry.header is not None else None
+            if header is not None:
+                write_atomic(self.path(key), entry_text(header, entry.records, entry.corrupt))
 
     def add(self, key: str, name: str, workload, records: list[dict], trials: int,
             default_us: float | None = None, failed: int = 0, error: str | None = None) -> Entry:

@@ -40,6 +40,8 @@ def two_stores(tmp_path):
     a.add("only_a", "fused_a", WORKLOAD, [rec(1.0, "x")], trials=3)
     b.add("only_b", "fused_b", WORKLOAD, [rec(1.0, "y")], trials=3)
     b.mark_exhausted("only_b")
+    a.mark_budget("shared", 16)
+    b.mark_budget("shared", 8)
     write_task_list(b.directory, "f" * 64, None, ["shared", "only_b"])
     return a, b
 
@@ -55,6 +57,7 @@ def test_merge_unites_deduplicates_and_is_order_independent(two_stores, tmp_path
     assert [r["run_us"] for r in shared.records] == [[2.0], [3.0], [4.0], [5.0]]  # s2 once, at its better time
     assert shared.trials == 12 and shared.default_us == 8.0  # the larger count (not 8 + 4 + 8 + 2); the smaller default
     assert read_entry(merged / "only_b.jsonl").exhausted and not read_entry(merged / "only_a.jsonl").exhausted
+    assert shared.budget == 16 and read_entry(merged / "only_a.jsonl").budget == 0  # the larger share
     assert sorted(files(merged)) == ["models/" + next(iter(files(b.directory / "models"))), "only_a.jsonl",
                                      "only_b.jsonl", "shared.jsonl", "target.json"]
     assert json.loads((merged / "target.json").read_text())["tvm"] == TVM
@@ -106,15 +109,17 @@ def test_merge_refuses_other_targets_corrupt_files_and_ambiguous_roots(two_store
 
 def test_stats_text_and_json(two_stores):
     _, b = two_stores
+    b.mark_budget("only_b", 64)  # 3 trials: its share of a run of 64 per task
     path = b.directory / "only_b.jsonl"
     path.write_text(path.read_text() + "garbage\n")
     text = run_cli("db", "stats", b.directory.parent, check=True).stdout
     assert f"{b.directory}: 2 workloads, 4 records, 13 trials, 1 task lists; records from apache-tvm v" in text
-    assert "fused_b" in text and "exhausted, 1 unreadable lines" in text
+    assert "fused_b" in text and "exhausted, share of 64/task, 1 unreadable lines" in text
     doc = json.loads(run_cli("db", "stats", b.directory, "--json", check=True).stdout)[0]
     rows = {row["key"]: row for row in doc["tasks"]}
     assert doc["target"] == TVM and rows["shared"]["best_us"] == 2.0 and rows["shared"]["default_us"] == 9.0
     assert rows["shared"]["records"] == 3 and rows["only_b"]["unreadable_lines"] == 1
+    assert rows["only_b"]["budget"] == 64 and rows["shared"]["budget"] == 8
 
 
 def test_prune_is_a_dry_run_until_applied(tmp_path):

@@ -40,7 +40,7 @@ def test_tune_then_reuse_then_tune_only_the_changed_layer(tmp_path, fast_target)
     assert manifest["tuning"]["records"] >= 1
     assert check_package(tmp_path / "pkg", model).ok
     entries = [read_entry(path) for path in task_files(tuning)]
-    assert len(entries) == 3 and all(e.trials >= 8 or e.exhausted for e in entries)
+    assert len(entries) == 3 and all(e.complete(8) and e.budget == 8 for e in entries)
 
     # Unchanged model: nothing to tune, so the forbid switch passes.
     proc = run_cli("build", model, "--target", fast_target, "-o", tmp_path / "pkg2", "--tuning-dir", tuning,
@@ -69,6 +69,28 @@ def test_tune_then_reuse_then_tune_only_the_changed_layer(tmp_path, fast_target)
     assert set(after) - set(before) == {f"{changed[0]['key']}.jsonl"}
     assert all(after[name] == data for name, data in before.items())  # reused tasks untouched
     assert check_package(tmp_path / "pkg4", variant).ok
+
+
+def test_the_budget_is_shared_and_a_share_counts_as_fully_tuned(tmp_path, fast_target):
+    """The convnet's transposes run out of candidates after a trial or two: their unspent budget goes to the convs
+    (within 8 trials per task in all), and every task counts as fully tuned afterwards, whatever its share."""
+    tuning = tmp_path / "tuning"
+    model = zoo.write_model("convnet", tmp_path / "convnet.onnx")
+    tasks = len(plan(model, fast_target, tuning)["tasks"])
+    run_cli("tune", model, "--target", fast_target, "--tuning-dir", tuning, "--records-out", tmp_path / "r.json",
+            check=True)
+    entries = [read_entry(path) for path in task_files(tuning)]
+    trials = sorted(e.trials for e in entries)
+    assert len(entries) == tasks and min(trials) < 8 < max(trials), trials
+    assert sum(trials) <= 8 * tasks + 8  # the run's budget, overshot by at most one batch
+    assert all(e.budget == 8 and e.complete(8) for e in entries)
+    doc = plan(model, fast_target, tuning)
+    assert doc["plan"] == f"{tasks} tasks: {tasks} reused; 0 to tune", doc["plan"]
+    # A larger budget makes them under-tuned again, except those with that many trials already and those whose
+    # search ran out of candidates (the transposes: a batch came back short).
+    short = sum(1 for e in entries if not e.exhausted and e.trials < 16)
+    assert 0 < short < tasks and any(e.exhausted for e in entries)
+    assert plan(model, fast_target, tuning, "--trials-per-task", "16")["plan"].endswith(f"; {short} to tune")
 
 
 def test_modes_off_reuse_full(tmp_path, fast_target):

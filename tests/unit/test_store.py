@@ -119,29 +119,49 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 
 TASKS = [Task("new", "fused_new", 1), Task("done", "fused_done", 2), Task("part", "fused_part", 1),
-         Task("dead", "fused_dead", 1), Task("tiny", "reshape", 1)]
+         Task("dead", "fused_dead", 1), Task("tiny", "reshape", 1), Task("share", "fused_small", 1)]
 
 
-def planned(tmp_path, mode):
+def planned(tmp_path, mode, trials_per_task=8):
     s = store(tmp_path)
     s.add("done", "fused_done", WORKLOAD, [rec(1.0)], trials=8)
     s.add("part", "fused_part", WORKLOAD, [rec(1.0)], trials=3)
     s.add("dead", "fused_dead", WORKLOAD, [rec(1e16)], trials=8)
     s.add("tiny", "reshape", WORKLOAD, [rec(1.0)], trials=1)
     s.mark_exhausted("tiny")
-    return make_plan(TASKS, s, TuningOptions(mode=mode, tuning_dir=tmp_path, trials_per_task=8))
+    s.add("share", "fused_small", WORKLOAD, [rec(1.0)], trials=4)  # its share of a run of 8 trials per task
+    s.mark_budget("share", 8)
+    return make_plan(TASKS, s, TuningOptions(mode=mode, tuning_dir=tmp_path, trials_per_task=trials_per_task))
 
 
 def test_plan_classifies_tasks(tmp_path):
     plan = planned(tmp_path, "incremental")
     assert {t.key: t.status for t in plan.tasks} == {"new": "new", "done": "reused", "part": "under-tuned",
-                                                      "dead": "failed", "tiny": "reused"}
+                                                      "dead": "failed", "tiny": "reused", "share": "reused"}
     assert [t.key for t in plan.to_tune] == ["new", "part"]
-    assert plan.line() == "5 tasks: 2 reused, 1 new, 1 under-tuned, 1 failed; 2 to tune"
+    assert plan.line() == "6 tasks: 3 reused, 1 new, 1 under-tuned, 1 failed; 2 to tune"
+
+
+def test_a_larger_budget_makes_a_share_under_tuned_again(tmp_path):
+    plan = planned(tmp_path, "incremental", trials_per_task=16)
+    assert {t.key: t.status for t in plan.tasks}["share"] == "under-tuned"
+    assert {t.key: t.status for t in plan.tasks}["done"] == "under-tuned"
+
+
+def test_mark_budget_keeps_the_largest(tmp_path):
+    s = store(tmp_path)
+    s.add("t", "fused_t", WORKLOAD, [rec(1.0)], trials=4)
+    s.mark_budget("t", 64)
+    before = s.path("t").read_bytes()
+    s.mark_budget("t", 32)  # a smaller budget changes nothing
+    assert s.path("t").read_bytes() == before and s.entry("t").budget == 64
+    assert s.entry("t").complete(64) and not s.entry("t").complete(65) and s.entry("t").records
+    s.mark_budget("missing", 8)  # no file yet: nothing is written
+    assert not s.path("missing").exists()
 
 
 @pytest.mark.parametrize("mode, to_tune", [("off", []), ("reuse", []), ("full", ["new", "done", "part", "dead",
-                                                                                     "tiny"])])
+                                                                                     "tiny", "share"])])
 def test_plan_modes(tmp_path, mode, to_tune):
     assert [t.key for t in planned(tmp_path, mode).to_tune] == to_tune
 
