@@ -612,6 +612,8 @@ int Run(int argc, char** argv) {
     int n = man.threads > 0 ? man.threads : static_cast<int>(cpus > 0 ? cpus : 1);
     ::setenv("TVM_NUM_THREADS", std::to_string(n).c_str(), 1);
   }
+  // Like loader.py: pool threads not pinned to cores (a pinned thread waits whenever another process has its core).
+  if (std::getenv("TVM_BIND_THREADS") == nullptr) ::setenv("TVM_BIND_THREADS", "0", 1);
 
   // inputs (read before loading the model so that file errors come first)
   std::vector<HostArray> host_inputs;
@@ -690,9 +692,10 @@ int Run(int argc, char** argv) {
   };
 
   const char* env_threads = std::getenv("TVM_NUM_THREADS");
-  std::printf("runner model=%s device=%s threads=%lld TVM_NUM_THREADS=%s inputs=%zu\n", model.c_str(),
-              opt.device.c_str(), static_cast<long long>(threads), env_threads ? env_threads : "unset",
-              host_inputs.size());
+  const char* env_bind = std::getenv("TVM_BIND_THREADS");
+  std::printf("runner model=%s device=%s threads=%lld TVM_NUM_THREADS=%s inputs=%zu TVM_BIND_THREADS=%s\n",
+              model.c_str(), opt.device.c_str(), static_cast<long long>(threads),
+              env_threads ? env_threads : "unset", host_inputs.size(), env_bind ? env_bind : "unset");
 
   // first run: report and save outputs
   ffi::Any result = call();

@@ -131,6 +131,7 @@ def measure(executable, inputs: list[dict], counts: list[int]) -> dict[int, floa
         latency = {}
         for count in counts:
             env = dict(os.environ, TVM_NUM_THREADS=str(count))
+            env.setdefault("TVM_BIND_THREADS", "0")  # as the package's loaders run it (loader.py)
             proc = subprocess.run([sys.executable, "-m", "ansor_build.tuning.threads", tmp], env=env,
                                   capture_output=True, text=True, timeout=600)
             if proc.returncode != 0:

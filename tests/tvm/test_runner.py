@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -175,6 +177,23 @@ def test_threads_option_and_env(pkg):
     r = _run(pkg, "--repeat", 1, env={"TVM_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     assert " threads=1 TVM_NUM_THREADS=1 " in r.stdout.splitlines()[0]
+
+
+def test_pool_threads_are_not_pinned_unless_the_environment_says_so(pkg):
+    r = _run(pkg, "--repeat", 1)
+    assert r.returncode == 0 and r.stdout.splitlines()[0].endswith(" TVM_BIND_THREADS=0"), r.stdout + r.stderr
+    r = _run(pkg, "--repeat", 1, env={"TVM_BIND_THREADS": "1"})
+    assert r.returncode == 0 and r.stdout.splitlines()[0].endswith(" TVM_BIND_THREADS=1"), r.stdout + r.stderr
+
+
+def test_python_loader_leaves_pool_threads_unpinned_unless_told(pkg):
+    code = ("import os, sys; from ansor_build.package import loader; loader.load(sys.argv[1]); "
+            "print(os.environ['TVM_BIND_THREADS'])")
+    for env, expected in (({}, "0"), ({"TVM_BIND_THREADS": "1"}, "1")):
+        clean = {k: v for k, v in os.environ.items() if k != "TVM_BIND_THREADS"}
+        proc = subprocess.run([sys.executable, "-c", code, str(pkg["root"])], env={**clean, **env},
+                              capture_output=True, text=True, timeout=120, check=True)
+        assert proc.stdout.split()[-1] == expected, proc.stdout
 
 
 def _assert_one_line_error(r, *fragments):
