@@ -28,6 +28,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+# TVM pins each pool thread to one core. On a machine shared with other work (a VM, a phone), a pinned thread waits
+# whenever its core is taken, and each parallel kernel waits for its slowest thread: on a 2-core VM a ResNet-style
+# call took 47-49 us or 70-96 us pinned, 47-54 us unpinned (the same rounds). Set unless the environment sets it.
+UNPINNED = ("TVM_BIND_THREADS", "0")
 
 
 def default_input(shape, dtype) -> np.ndarray:
@@ -66,10 +70,7 @@ class Package:
             # Read once, when TVM's thread pool starts. Without it TVM uses half the CPUs on x86 (it assumes
             # hyper-threads), which is one thread on a 2-core machine.
             os.environ["TVM_NUM_THREADS"] = str(runtime_threads(self.manifest))
-        # TVM pins each pool thread to one core. On a machine shared with other work (a VM, a phone), a pinned
-        # thread waits whenever its core is taken, and each parallel kernel waits for its slowest thread: on a
-        # 2-core VM a ResNet-style call took 47-49 us or 70-96 us pinned, 47-54 us unpinned (the same rounds).
-        os.environ.setdefault("TVM_BIND_THREADS", "0")
+        os.environ.setdefault(*UNPINNED)
         kind = device or self.manifest.get("target", {}).get("device", "cpu")
         if kind == "cuda":
             _preload_cuda_runtime(self.directory)

@@ -6,8 +6,8 @@ share the history of their common ancestor, which a sum counts twice (marking un
 the largest count can only under-count, which costs a few trials later, never a task left under-tuned. `exhausted`
 if any input says so; `budget` (the task had its share of a complete run) the largest; `default_us` the smallest
 measured; `failed` and `last_error` from the input with the most trials; name and workload from the input whose
-(name, workload) sorts first (one key is one subgraph; names may differ between models). Task lists (models/) are united. The output does not depend on the order of the inputs;
-corrupt files and different targets are refused.
+(name, workload) sorts first (one key is one subgraph; names may differ between models). Task lists (models/) are
+united. The output does not depend on the order of the inputs; corrupt files and different targets are refused.
 """
 
 from __future__ import annotations

@@ -65,7 +65,6 @@ def make_plan(tasks, store: TuningStore | None, options: TuningOptions) -> Plan:
         if not entry.records and not entry.trials:
             status = "new"
         elif entry.complete(options.trials_per_task):
-
             # fully tuned; "failed" when no trial ever ran (default schedule; only `full` mode tries again)
             status = "reused" if entry.records else "failed"
         else:

@@ -226,20 +226,19 @@ class TuningStore:
 
     def mark_exhausted(self, key: str) -> None:
         """Record that tuning this task further finds nothing new: plans treat it as fully tuned."""
-        self._update_header(key, lambda header: None if header.get("exhausted") else dict(header, exhausted=True))
+        self._update_header(key, lambda entry: None if entry.exhausted else {"exhausted": True})
 
     def mark_budget(self, key: str, budget: int) -> None:
         """Record that the task had its share of a run of `budget` trials per task (see `Entry.budget`)."""
-        self._update_header(key, lambda header: None if int(header.get("budget", 0)) >= budget else
-                            dict(header, budget=int(budget)))
+        self._update_header(key, lambda entry: None if entry.budget >= budget else {"budget": int(budget)})
 
     def _update_header(self, key: str, change) -> None:
-        """Rewrite a task file's header with `change(header)`; None (or no header yet) leaves the file alone."""
+        """Merge `change(entry)` (fields, or None for nothing) into a task file's header; no header yet: no file."""
         with self.locked():
             entry = self.entry(key)
-            header = change(entry.header) if entry.header is not None else None
-            if header is not None:
-                write_atomic(self.path(key), entry_text(header, entry.records, entry.corrupt))
+            fields = change(entry) if entry.header is not None else None
+            if fields:
+                write_atomic(self.path(key), entry_text(dict(entry.header, **fields), entry.records, entry.corrupt))
 
     def add(self, key: str, name: str, workload, records: list[dict], trials: int,
             default_us: float | None = None, failed: int = 0, error: str | None = None) -> Entry:

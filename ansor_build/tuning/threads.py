@@ -124,6 +124,8 @@ def choose(prepared, options, applied: dict, compile_model) -> int | None:
 
 def measure(executable, inputs: list[dict], counts: list[int]) -> dict[int, float]:
     """Median latency (us) of one call of `executable` (a Relax VM executable for this CPU) per thread count."""
+    from ..package.loader import UNPINNED
+
     with tempfile.TemporaryDirectory(prefix="ansor-threads-") as tmp:
         library = Path(tmp) / "model.so"
         executable.export_library(str(library))
@@ -131,7 +133,7 @@ def measure(executable, inputs: list[dict], counts: list[int]) -> dict[int, floa
         latency = {}
         for count in counts:
             env = dict(os.environ, TVM_NUM_THREADS=str(count))
-            env.setdefault("TVM_BIND_THREADS", "0")  # as the package's loaders run it (loader.py)
+            env.setdefault(*UNPINNED)  # as the package's loaders run it
             proc = subprocess.run([sys.executable, "-m", "ansor_build.tuning.threads", tmp], env=env,
                                   capture_output=True, text=True, timeout=600)
             if proc.returncode != 0:
