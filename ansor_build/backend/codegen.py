@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import tempfile
 from pathlib import Path
 
 from ..errors import AnsorError, ToolError
-from . import cuda, import_tvm, prepack
+from . import cuda, import_tvm, parallel, prepack
 
 # TVM relax backend package per target kind.
 _BACKENDS = {"llvm": "cpu_generic", "cuda": "cuda"}
@@ -62,21 +63,44 @@ def link_options(flags) -> list[str]:
     return ["-O2", *flags]
 
 
+def export_candidate(cxx: str, flags: tuple[str, ...], pool: bool, mod) -> str:
+    """`f_export` of the tuning builder's workers: link a built candidate into a shared library with the target's
+    compiler (a device loads .so files; TVM's default .tar would need a compiler on the device), with the package's
+    thread pool when `pool` (CPU targets), so that candidates run as packages do."""
+    from tvm.support import cc
+
+    directory = Path(tempfile.mkdtemp(prefix="ansor-candidate-"))
+    files, options = parallel.link_inputs(directory) if pool else ([], [])
+    path = directory / "candidate.so"
+    mod.export_library(str(path), fcompile=cc.cross_compiler(cxx, options=link_options(flags) + options,
+                                                              add_files=files))
+    return str(path)
+
+
 def export_library(executable, path: Path, cxx: str, flags: list[str], log_path: Path, *,
                    device_code: "cuda.DeviceCode | None" = None, target=None) -> None:
     """Link the executable into `path` with the target's compiler; a failure keeps the command and log.
 
-    With `device_code` (GPU targets; `target` is the TVM target), the kernels are compiled to device code by nvcc
-    and embedded instead of their CUDA source.
+    CPU libraries get the package's thread pool (`parallel`). With `device_code` (GPU targets; `target` is the TVM
+    target), the kernels are compiled to device code by nvcc and embedded instead of their CUDA source.
     """
     import_tvm()
     from tvm.support import cc
 
     options = link_options(flags)
-    fcompile = cc.cross_compiler(cxx, options=options)
     extra = {}
-    if device_code is not None:
-        extra["fpack_imports"] = cuda.pack_imports_with_device_code(target, device_code)
+    with tempfile.TemporaryDirectory(prefix="ansor-link-") as tmp:
+        files: list[str] = []
+        if device_code is not None:
+            extra["fpack_imports"] = cuda.pack_imports_with_device_code(target, device_code)
+        else:
+            files, pool_options = parallel.link_inputs(Path(tmp))
+            options = options + pool_options
+        fcompile = cc.cross_compiler(cxx, options=options, add_files=files)
+        _export(executable, path, fcompile, extra, cxx, options, log_path)
+
+
+def _export(executable, path: Path, fcompile, extra: dict, cxx: str, options: list[str], log_path: Path) -> None:
     try:
         executable.export_library(str(path), fcompile=fcompile, **extra)
     except AnsorError:

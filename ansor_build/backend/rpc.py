@@ -8,10 +8,7 @@ nothing waits forever on a silent device.
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import tempfile
 
 from . import tracker
 
@@ -20,18 +17,6 @@ log = logging.getLogger(__name__)
 # Mark the results of candidates that never reached a device (not measurements: neither stored nor counted).
 TRACKER_LOST = "ansor-build: tracker lost"
 NO_DEVICE = "ansor-build: no device"
-
-
-def export_shared(cxx: str, flags: tuple[str, ...], mod) -> str:
-    """`f_export` of the builder workers: link a built candidate into a shared library with the target's compiler
-    (a device loads .so files; TVM's default .tar would need a compiler on the device)."""
-    from tvm.support import cc
-
-    from .codegen import link_options
-
-    path = os.path.join(tempfile.mkdtemp(prefix="ansor-candidate-"), "candidate.so")
-    mod.export_library(path, fcompile=cc.cross_compiler(cxx, options=link_options(flags)))
-    return path
 
 
 def create_session(config):
@@ -69,14 +54,13 @@ def job_timeout(spec) -> float:
     return 2 * spec.timeout + tracker.CONNECT_TIMEOUT + 5
 
 
-def make_builder_runner(spec, workers: int, build_workers: int, initializer):
-    """The builder (candidates linked with the target's toolchain) and the runner (RPC, `workers` devices at
-    once, each job bounded by `job_timeout`)."""
+def make_builder_runner(spec, workers: int, build_workers: int, initializer, f_export):
+    """The builder (candidates linked by `f_export`, with the target's toolchain) and the runner (RPC, `workers`
+    devices at once, each job bounded by `job_timeout`)."""
     from tvm.s_tir import meta_schedule as ms
     from tvm.support.popen_pool import PopenPoolExecutor
 
-    builder = ms.builder.LocalBuilder(max_workers=build_workers, initializer=initializer,
-                                      f_export=functools.partial(export_shared, spec.cxx, tuple(spec.flags)))
+    builder = ms.builder.LocalBuilder(max_workers=build_workers, initializer=initializer, f_export=f_export)
     config = ms.runner.RPCConfig(tracker_host=spec.host, tracker_port=spec.port, tracker_key=spec.key,
                                  session_timeout_sec=int(max(spec.timeout, 1)))
     runner = ms.runner.RPCRunner(rpc_config=config, f_create_session=create_session, max_workers=workers)

@@ -37,7 +37,7 @@ from .tasklist import THREADS_DIR, list_path
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: timed with the package's thread pool (1: TVM's, which made fewer threads look better)
 MARGIN = 0.05  # fewer threads must be at least 5% faster
 ROUNDS = 7  # medians of ROUNDS rounds of REPEAT runs, per thread count
 REPEAT = 100
@@ -114,7 +114,10 @@ def choose(prepared, options, applied: dict, compile_model) -> int | None:
     stored = stored_choice(path, digest)
     if stored is not None or not options.may_measure or options.forbidden():
         return stored
-    latency = measure(compile_model(), [sig.as_dict() for sig in prepared.model.inputs], candidates(most))
+    from ..toolchain import find_compiler
+
+    latency = measure(compile_model(), [sig.as_dict() for sig in prepared.model.inputs], candidates(most),
+                      find_compiler(target), target.cxx_flags)
     threads = fastest(latency)
     store_choice(path, digest, latency, threads)
     log.info("%s for %s: runtime threads %d (%s)", prepared.model.name, target.name, threads,
@@ -122,13 +125,15 @@ def choose(prepared, options, applied: dict, compile_model) -> int | None:
     return threads
 
 
-def measure(executable, inputs: list[dict], counts: list[int]) -> dict[int, float]:
-    """Median latency (us) of one call of `executable` (a Relax VM executable for this CPU) per thread count."""
+def measure(executable, inputs: list[dict], counts: list[int], cxx: str = "g++", flags=()) -> dict[int, float]:
+    """Median latency (us) of one call of `executable` (a Relax VM executable for this CPU) per thread count,
+    linked as packages link it (`cxx`, `flags`; with the package's thread pool)."""
+    from ..backend.codegen import export_library
     from ..package.loader import UNPINNED
 
     with tempfile.TemporaryDirectory(prefix="ansor-threads-") as tmp:
         library = Path(tmp) / "model.so"
-        executable.export_library(str(library))
+        export_library(executable, library, cxx, list(flags), Path(tmp) / "link.log")
         (Path(tmp) / "inputs.json").write_text(json.dumps(inputs), encoding="utf-8")
         latency = {}
         for count in counts:

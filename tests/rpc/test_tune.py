@@ -90,8 +90,9 @@ def test_cross_target_candidates_reach_the_device_built_for_it(tmp_path, farm):
 
 def test_cross_target_candidates_are_shared_libraries_of_the_device(tmp_path, farm):
     """The RPC builder links each candidate with the target's toolchain (TVM's default, a .tar, needs a compiler on
-    the device)."""
+    the device), and with the package's thread pool."""
     require_tool("aarch64-linux-gnu-g++", "apt-get install g++-aarch64-linux-gnu")
+    from ansor_build.backend.codegen import export_candidate
     from ansor_build.backend.records import import_intrinsics
     from ansor_build.backend.rpc import make_builder_runner
     from ansor_build.build import prepare
@@ -101,7 +102,9 @@ def test_cross_target_candidates_are_shared_libraries_of_the_device(tmp_path, fa
 
     target = load_target(write_target(tmp_path / "pi.yaml", farm.address, extends="aarch64-cortex-a72"))
     prepared = prepare(zoo.write_model("mlp", tmp_path / "mlp.onnx"), target, None, tuned=True)
-    builder, runner = make_builder_runner(target.runner, 1, 1, functools.partial(import_intrinsics, "arm_cpu"))
+    f_export = functools.partial(export_candidate, target.runner.cxx, tuple(target.runner.flags), True)
+    builder, runner = make_builder_runner(target.runner, 1, 1, functools.partial(import_intrinsics, "arm_cpu"),
+                                          f_export)
     try:
         built = builder.build([ms.builder.BuilderInput(t.dispatched[0], t.target) for t in prepared.ms_tasks])
     finally:
@@ -110,4 +113,6 @@ def test_cross_target_candidates_are_shared_libraries_of_the_device(tmp_path, fa
     for result in built:
         path = Path(result.artifact_path)
         assert path.suffix == ".so" and read_elf(path).machine == "aarch64", path
+        assert b"ansor-pool" in path.read_bytes()  # the package's thread pool (its workers' name) is linked in
+        assert read_elf(path).needed == ["libc.so.6"]  # and needs no more than libc
         shutil.rmtree(path.parent)
