@@ -22,4 +22,5 @@ def link_inputs(workdir: Path) -> tuple[list[str], list[str]]:
     bytes), and a version script, written to `workdir`, that hides the kernels' pointers."""
     script = Path(workdir) / VERSION_SCRIPT
     script.write_text("{ local: %s; };\n" % "; ".join(HIDDEN), encoding="ascii")
-    return [str(SOURCE)], ["-fno-exceptions", "-fno-rtti", f"-Wl,--version-script={script}"]
+    # -g0 after the target's flags: debug info would record the directory the link ran in.
+    return [str(SOURCE)], ["-fno-exceptions", "-fno-rtti", "-g0", f"-Wl,--version-script={script}"]

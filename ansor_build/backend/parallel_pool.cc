@@ -13,20 +13,35 @@
 //
 // Semantics follow TVM's pool: num_task 0 means one task per thread, the caller runs task 0, a launch returns once
 // every task ended, and TVMBackendParallelBarrier syncs the tasks of one launch. Threads: TVM's own count
-// (tvm::runtime::threading::MaxConcurrency, which reads TVM_NUM_THREADS), else TVM_NUM_THREADS, else the CPUs.
-// A launch from inside a task, or while another thread's launch runs, runs its work on the calling thread.
-// Written in the C subset of C++ (GCC atomics, pthreads, futex): model.so keeps needing only libc.
+// (tvm::runtime::threading::MaxConcurrency, which reads TVM_NUM_THREADS), else TVM_NUM_THREADS, else the CPUs;
+// fixed when the first launch starts the workers. A launch from inside a task, or while another thread's launch
+// runs, runs its work on the calling thread.
+// Written in the C subset of C++ (GCC atomics, pthreads, futex): model.so keeps needing only libc, and no newer
+// glibc than before (no TLS, no dlsym, no clock_gettime; pthread_create/join bound to their first versions).
 
-#include <dlfcn.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
+
+// glibc 2.34 moved pthread_create/join into libc under a new version; binding the first versions keeps model.so
+// loadable by older glibc (where libpthread, loaded by the TVM runtime, defines them).
+#if defined(__x86_64__)
+__asm__(".symver pthread_create,pthread_create@GLIBC_2.2.5");
+__asm__(".symver pthread_join,pthread_join@GLIBC_2.2.5");
+#elif defined(__aarch64__)
+__asm__(".symver pthread_create,pthread_create@GLIBC_2.17");
+__asm__(".symver pthread_join,pthread_join@GLIBC_2.17");
+#elif defined(__arm__)
+__asm__(".symver pthread_create,pthread_create@GLIBC_2.4");
+__asm__(".symver pthread_join,pthread_join@GLIBC_2.4");
+#endif
 
 extern "C" {
 typedef struct {
@@ -44,14 +59,28 @@ FLaunch __TVMBackendParallelLaunch __attribute__((weak)) = nullptr;
 FBarrier __TVMBackendParallelBarrier __attribute__((weak)) = nullptr;
 // tvm-ffi's error API (libtvm_ffi.so, loaded before any model.so).
 void TVMFFIErrorSetRaisedFromCStr(const char* kind, const char* message) __attribute__((weak));
+// TVM's own pool (libtvm_runtime.so), for ANSOR_THREAD_POOL=tvm. Weak: resolved when the runtime is loaded.
+int TVMBackendParallelLaunch(FTVMParallelLambda flambda, void* cdata, int num_task) __attribute__((weak));
+int TVMBackendParallelBarrier(int task_id, TVMParallelGroupEnv* penv) __attribute__((weak));
 }
+
+namespace tvm {
+namespace runtime {
+namespace threading {
+int MaxConcurrency() __attribute__((weak));  // TVM's thread count (TVM_NUM_THREADS, else its default)
+}  // namespace threading
+}  // namespace runtime
+}  // namespace tvm
 
 namespace {
 
 const int kMaxThreads = 256;
 const int kStride = 64 / sizeof(int);  // one barrier counter per cache line
-const long kPauseNs = 50 * 1000;       // poll with pause this long, then with sched_yield
-const long kYieldNs = 20 * 1000 * 1000;  // then sleep on the futex (TVM's workers yield ~100 ms, then sleep)
+// Polls with pause this many times (~0.25 ms on x86, less on ARM), then with sched_yield this many times (~2-7 ms),
+// then sleeps on the futex. TVM's workers yield 300000 times (~0.1 s), then sleep. Counts, not a clock: no
+// clock_gettime, which older 32-bit glibc keeps in librt.
+const unsigned kPauseSpins = 1u << 14;
+const unsigned kYieldSpins = 1u << 14;
 
 struct alignas(64) Padded {
   int value;
@@ -84,63 +113,51 @@ inline void cpu_relax() {
 #endif
 }
 
-inline long now_ns() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000000000L + ts.tv_nsec;
-}
-
-// Polls until done() holds: pause first, then sched_yield; with `sleep_on`, a futex sleep after kYieldNs.
+// Polls until done() holds: pause first, then sched_yield; with `sleep_on`, then a futex sleep while *sleep_on
+// is `seen`.
 template <typename Done>
 void wait_until(Done done, int* sleep_on, int seen) {
-  long start = 0;
   for (unsigned spin = 0;; ++spin) {
     if (done()) return;
-    if ((spin & 63) != 63) {
+    if (spin < kPauseSpins) {
       cpu_relax();
-      continue;
-    }
-    long t = now_ns();
-    if (start == 0) start = t;
-    if (t - start < kPauseNs) continue;
-    if (sleep_on == nullptr || t - start < kYieldNs) {
+    } else if (sleep_on == nullptr || spin < kPauseSpins + kYieldSpins) {
       sched_yield();
-      continue;
+    } else {
+      __atomic_add_fetch(&pool.sleepers.value, 1, __ATOMIC_SEQ_CST);
+      if (!done()) syscall(SYS_futex, sleep_on, FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
+      __atomic_sub_fetch(&pool.sleepers.value, 1, __ATOMIC_SEQ_CST);
+      spin = 0;
     }
-    __atomic_add_fetch(&pool.sleepers.value, 1, __ATOMIC_SEQ_CST);
-    if (!done()) syscall(SYS_futex, sleep_on, FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
-    __atomic_sub_fetch(&pool.sleepers.value, 1, __ATOMIC_SEQ_CST);
-    start = 0;
   }
 }
 
-void run_tasks(int first) {
-  int num_task = pool.env.num_task;
-  for (int task = first; task < num_task; task += pool.threads) {
-    if (pool.flambda(task, &pool.env, pool.cdata) != 0) __atomic_store_n(&pool.failed.value, 1, __ATOMIC_RELAXED);
+// False if the task failed (its error is raised in this thread).
+bool run_task(int task) {
+  if (task < pool.env.num_task && pool.flambda(task, &pool.env, pool.cdata) != 0) {
+    __atomic_store_n(&pool.failed.value, 1, __ATOMIC_RELAXED);
+    return false;
   }
+  return true;
 }
 
 void* worker(void* arg) {
   int id = static_cast<int>(reinterpret_cast<intptr_t>(arg));
-  pthread_setname_np(pthread_self(), "ansor-pool");  // how `top -H` and tests tell this pool's threads
+  prctl(PR_SET_NAME, "ansor-pool", 0, 0, 0);  // how `top -H` and tests tell this pool's threads
   int seen = pool.first_generation;  // not the counter itself: a launch may already have bumped it
   for (;;) {
     wait_until([&] { return __atomic_load_n(&pool.generation.value, __ATOMIC_ACQUIRE) != seen; },
                &pool.generation.value, seen);
     seen = __atomic_load_n(&pool.generation.value, __ATOMIC_ACQUIRE);
     if (__atomic_load_n(&pool.stop.value, __ATOMIC_ACQUIRE)) return nullptr;
-    run_tasks(id);
+    run_task(id);
     __atomic_sub_fetch(&pool.pending.value, 1, __ATOMIC_RELEASE);
   }
   return nullptr;
 }
 
 int configured_threads() {
-  typedef int (*FMaxConcurrency)();
-  FMaxConcurrency tvm_threads =
-      reinterpret_cast<FMaxConcurrency>(dlsym(RTLD_DEFAULT, "_ZN3tvm7runtime9threading14MaxConcurrencyEv"));
-  int n = tvm_threads != nullptr ? tvm_threads() : 0;
+  int n = tvm::runtime::threading::MaxConcurrency != nullptr ? tvm::runtime::threading::MaxConcurrency() : 0;
   if (n <= 0) {
     const char* env = getenv("TVM_NUM_THREADS");
     n = env != nullptr ? atoi(env) : 0;
@@ -157,12 +174,17 @@ void start() {
     int wanted = configured_threads();
     int started = 1;
     pool.first_generation = __atomic_load_n(&pool.generation.value, __ATOMIC_RELAXED);
+    // Workers take no signals (they stay with the application's threads).
+    sigset_t all, previous;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &previous);  // Linux: the calling thread's mask (pthread_sigmask is glibc 2.32)
     for (int id = 1; id < wanted; ++id) {
       if (pthread_create(&pool.workers[id], nullptr, worker, reinterpret_cast<void*>(static_cast<intptr_t>(id))) != 0) {
         break;
       }
       ++started;
     }
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
     // Published last: tasks are only ever given to workers that exist.
     __atomic_store_n(&pool.threads, started, __ATOMIC_RELEASE);
   }
@@ -177,13 +199,14 @@ int run_inline(FTVMParallelLambda flambda, void* cdata) {
 int launch(FTVMParallelLambda flambda, void* cdata, int num_task) {
   // Inline: a single task; no worker; or a launch is running (a launch from one of its tasks, or from another
   // thread). busy stays set while a launch's tasks run, so a nested launch never waits for the pool it is in.
-  if (num_task == 1) return run_inline(flambda, cdata);
+  if (num_task == 1 || __atomic_load_n(&pool.stop.value, __ATOMIC_ACQUIRE)) return run_inline(flambda, cdata);
   start();
   if (pool.threads == 1 ||
       __atomic_exchange_n(&pool.busy.value, 1, __ATOMIC_ACQUIRE) != 0) {
     return run_inline(flambda, cdata);
   }
-  if (num_task <= 0) num_task = pool.threads;
+  // Kernels split their loops by penv->num_task: more tasks than threads is as correct with one per thread.
+  if (num_task <= 0 || num_task > pool.threads) num_task = pool.threads;
   pool.flambda = flambda;
   pool.cdata = cdata;
   pool.env.num_task = num_task;
@@ -195,12 +218,14 @@ int launch(FTVMParallelLambda flambda, void* cdata, int num_task) {
   if (__atomic_load_n(&pool.sleepers.value, __ATOMIC_SEQ_CST) > 0) {
     syscall(SYS_futex, &pool.generation.value, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
   }
-  run_tasks(0);
+  bool caller_ok = run_task(0);
   wait_until([] { return __atomic_load_n(&pool.pending.value, __ATOMIC_ACQUIRE) == 0; }, nullptr, 0);
   int failed = __atomic_load_n(&pool.failed.value, __ATOMIC_RELAXED);
   __atomic_store_n(&pool.busy.value, 0, __ATOMIC_RELEASE);
   if (failed == 0) return 0;
-  if (TVMFFIErrorSetRaisedFromCStr != nullptr) {
+  // The caller's own task failed: its error, raised in this thread, is the one to report. A worker's error stays in
+  // the worker's thread: report that one task failed.
+  if (caller_ok && TVMFFIErrorSetRaisedFromCStr != nullptr) {
     TVMFFIErrorSetRaisedFromCStr("RuntimeError", "a parallel task of a kernel failed (ansor-build thread pool)");
   }
   return -1;
@@ -209,12 +234,6 @@ int launch(FTVMParallelLambda flambda, void* cdata, int num_task) {
 int barrier(int task_id, TVMParallelGroupEnv* penv) {
   int num_task = penv->num_task;
   if (num_task <= 1) return 0;
-  if (num_task > pool.threads) {  // tasks run in turns on fewer threads: they cannot wait for each other
-    if (TVMFFIErrorSetRaisedFromCStr != nullptr) {
-      TVMFFIErrorSetRaisedFromCStr("RuntimeError", "a kernel synchronises more parallel tasks than threads");
-    }
-    return -1;
-  }
   int* sync = static_cast<int*>(penv->sync_handle);
   int old = __atomic_fetch_add(&sync[task_id * kStride], 1, __ATOMIC_RELEASE);
   for (int task = 0; task < num_task; ++task) {
@@ -226,8 +245,10 @@ int barrier(int task_id, TVMParallelGroupEnv* penv) {
 }
 
 void forked_child() {
-  // The workers did not survive the fork: start new ones at the next launch.
+  // The workers did not survive the fork: start new ones at the next launch. (A fork from inside a task: the
+  // child's launch already ran; nothing waits for the parent's workers.)
   pool.threads = 0;
+  __atomic_store_n(&pool.pending.value, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&pool.busy.value, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&pool.sleepers.value, 0, __ATOMIC_RELAXED);
   pthread_mutex_init(&start_lock, nullptr);
@@ -242,20 +263,18 @@ __attribute__((destructor)) void uninstall() {
   __atomic_add_fetch(&pool.generation.value, 1, __ATOMIC_SEQ_CST);
   syscall(SYS_futex, &pool.generation.value, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
   for (int id = 1; id < threads; ++id) pthread_join(pool.workers[id], nullptr);
-  pool.threads = 0;
+  // pool.threads stays: `stop` is for good, and a launch after this (a thread still running the model at exit)
+  // runs inline.
 }
 
 __attribute__((constructor)) void install() {
   const char* choice = getenv("ANSOR_THREAD_POOL");
-  if (choice != nullptr && choice[0] == 't' && choice[1] == 'v' && choice[2] == 'm' && choice[3] == 0) {
-    // ANSOR_THREAD_POOL=tvm: TVM's own pool (libtvm_runtime, loaded before any model.so), for comparison.
-    FLaunch tvm_launch = reinterpret_cast<FLaunch>(dlsym(RTLD_DEFAULT, "TVMBackendParallelLaunch"));
-    FBarrier tvm_barrier = reinterpret_cast<FBarrier>(dlsym(RTLD_DEFAULT, "TVMBackendParallelBarrier"));
-    if (tvm_launch != nullptr && tvm_barrier != nullptr) {
-      __TVMBackendParallelLaunch = tvm_launch;
-      __TVMBackendParallelBarrier = tvm_barrier;
-      return;
-    }
+  if (choice != nullptr && choice[0] == 't' && choice[1] == 'v' && choice[2] == 'm' && choice[3] == 0 &&
+      TVMBackendParallelLaunch != nullptr && TVMBackendParallelBarrier != nullptr) {
+    // ANSOR_THREAD_POOL=tvm: TVM's own pool, for comparison.
+    __TVMBackendParallelLaunch = TVMBackendParallelLaunch;
+    __TVMBackendParallelBarrier = TVMBackendParallelBarrier;
+    return;
   }
   pthread_atfork(nullptr, nullptr, forked_child);
   __TVMBackendParallelLaunch = launch;

@@ -55,6 +55,7 @@ def test_aarch64_package_files_are_aarch64_and_need_only_the_package(cross_packa
     requirements = manifest["requirements"]
     assert requirements["arch"] == "aarch64" and requirements["triple"] == "aarch64-linux-gnu"
     assert requirements["glibc"] and "libtvm_runtime.so" not in requirements["system_libraries"]
+    assert requirements["files"]["model.so"]["glibc"] == "2.17"  # aarch64's first glibc, thread pool included
     assert set(requirements["files"]) == {"model.so", "bin/ansor_runner", "runtime/libtvm_runtime.so",
                                           "runtime/libtvm_ffi.so"}
     # The runner finds its runtime through $ORIGIN: an empty environment and a copied package are enough.

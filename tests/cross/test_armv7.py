@@ -9,7 +9,7 @@ import pytest
 
 from ansor_build import zoo
 from ansor_build.package import layout
-from ansor_build.package.elf import read_elf
+from ansor_build.package.elf import newest, read_elf
 from cross_tools import require_tool
 from helpers import one_line_error, run_cli
 
@@ -32,6 +32,8 @@ def test_armv7_model_is_32bit_arm_hard_float_eabi5(cross_package, name):
     assert "ELF32" in header and "Machine:                           ARM" in header
     assert "Version5 EABI, hard-float ABI" in header
     assert set(info.needed) <= {"libc.so.6", "libgcc_s.so.1", "libm.so.6"}  # nothing of TVM: the device adds it
+    # The README's floor, thread pool included: glibc 2.4 (2.34 moved pthread_create into libc under a new version)
+    assert newest([v for vs in info.versions.values() for v in vs], "GLIBC") == "2.4"
 
 
 def test_armv7_package_holds_no_runtime_and_says_what_the_device_needs(cross_package, zoo_dir):

@@ -21,6 +21,7 @@ import pytest
 from ansor_build.backend.parallel import HIDDEN
 from ansor_build.build import build_package, prepare
 from ansor_build.check import reference_outputs
+from ansor_build.package.elf import newest, read_elf
 from ansor_build.package.loader import default_input
 from ansor_build.target import load_target
 from ansor_build.tuning.driver import write_records_file
@@ -106,6 +107,14 @@ def test_model_so_hides_the_kernels_parallel_runtime_pointers(tuned_resnet):
     for name in HIDDEN:
         assert name not in dynamic.stdout  # TVM's loader cannot find them, so it cannot point them at its pool
     assert "__TVMBackendParallelLaunch" in every.stdout  # the kernels do use one
+
+
+def test_the_pool_needs_only_libc_and_no_newer_glibc_than_the_kernels(tuned_resnet):
+    package, _ = tuned_resnet
+    info = read_elf(package / "model.so")
+    assert info.needed == ["libc.so.6"]
+    # glibc 2.34 moved pthread_create/join into libc under a new version: the pool binds their first ones
+    assert newest(info.versions["libc.so.6"], "GLIBC") == "2.3.2"  # __register_atfork (pthread_atfork)
 
 
 def test_the_pool_runs_the_kernels_and_tvms_pool_gives_the_same_outputs(tuned_resnet):
