@@ -63,17 +63,23 @@ def link_options(flags) -> list[str]:
     return ["-O2", *flags]
 
 
+def _fcompile(cxx: str, flags, pool_dir: Path | None):
+    """(TVM's fcompile for the target's compiler, its options); with `pool_dir` (CPU libraries), the package's
+    thread pool is linked in (its version script written there)."""
+    from tvm.support import cc
+
+    files, pool_options = parallel.link_inputs(pool_dir) if pool_dir is not None else ([], [])
+    options = link_options(flags) + pool_options
+    return cc.cross_compiler(cxx, options=options, add_files=files), options
+
+
 def export_candidate(cxx: str, flags: tuple[str, ...], pool: bool, mod) -> str:
     """`f_export` of the tuning builder's workers: link a built candidate into a shared library with the target's
     compiler (a device loads .so files; TVM's default .tar would need a compiler on the device), with the package's
     thread pool when `pool` (CPU targets), so that candidates run as packages do."""
-    from tvm.support import cc
-
     directory = Path(tempfile.mkdtemp(prefix="ansor-candidate-"))
-    files, options = parallel.link_inputs(directory) if pool else ([], [])
     path = directory / "candidate.so"
-    mod.export_library(str(path), fcompile=cc.cross_compiler(cxx, options=link_options(flags) + options,
-                                                              add_files=files))
+    mod.export_library(str(path), fcompile=_fcompile(cxx, flags, directory if pool else None)[0])
     return str(path)
 
 
@@ -85,29 +91,18 @@ def export_library(executable, path: Path, cxx: str, flags: list[str], log_path:
     target), the kernels are compiled to device code by nvcc and embedded instead of their CUDA source.
     """
     import_tvm()
-    from tvm.support import cc
-
-    options = link_options(flags)
     extra = {}
+    if device_code is not None:
+        extra["fpack_imports"] = cuda.pack_imports_with_device_code(target, device_code)
     with tempfile.TemporaryDirectory(prefix="ansor-link-") as tmp:
-        files: list[str] = []
-        if device_code is not None:
-            extra["fpack_imports"] = cuda.pack_imports_with_device_code(target, device_code)
-        else:
-            files, pool_options = parallel.link_inputs(Path(tmp))
-            options = options + pool_options
-        fcompile = cc.cross_compiler(cxx, options=options, add_files=files)
-        _export(executable, path, fcompile, extra, cxx, options, log_path)
-
-
-def _export(executable, path: Path, fcompile, extra: dict, cxx: str, options: list[str], log_path: Path) -> None:
-    try:
-        executable.export_library(str(path), fcompile=fcompile, **extra)
-    except AnsorError:
-        raise
-    except Exception as err:  # noqa: BLE001 - TVM wraps compiler failures in RuntimeError/TVMError
-        log_path.write_text(str(err), encoding="utf-8")
-        lines = [line for line in str(err).splitlines() if line.strip()]
-        detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "")
-        raise ToolError("linking model.so", [cxx, *options, "-shared", "-o", str(path)], None, str(log_path),
-                        detail=detail.strip()[:300]) from err
+        fcompile, options = _fcompile(cxx, flags, Path(tmp) if device_code is None else None)
+        try:
+            executable.export_library(str(path), fcompile=fcompile, **extra)
+        except AnsorError:
+            raise
+        except Exception as err:  # noqa: BLE001 - TVM wraps compiler failures in RuntimeError/TVMError
+            log_path.write_text(str(err), encoding="utf-8")
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "")
+            raise ToolError("linking model.so", [cxx, *options, "-shared", "-o", str(path)], None, str(log_path),
+                            detail=detail.strip()[:300]) from err

@@ -52,11 +52,12 @@ def make_measurer(spec, family: str, threads: int) -> Measurer:
     initializer = functools.partial(import_intrinsics, family)
     # CPU candidates are linked as packages are, with the package's thread pool: tuning times each kernel with the
     # launch cost it will have in the package (~0.2 us, against ~0.65 us for TVM's pool on a VM).
+    cpu = family != "cuda"
     cxx, flags = (spec.cxx, tuple(spec.flags)) if spec is not None else ("g++", ())
-    f_export = functools.partial(export_candidate, cxx, flags, family != "cuda")
-    if spec is None or not spec.is_rpc:
-        local_export = f_export if family != "cuda" else None  # GPU candidates: TVM's own export, as before
-        return Measurer(ms.builder.LocalBuilder(max_workers=threads, initializer=initializer, f_export=local_export),
+    f_export = functools.partial(export_candidate, cxx, flags, cpu)
+    if spec is None or not spec.is_rpc:  # GPU candidates measured here: TVM's own export, as before
+        return Measurer(ms.builder.LocalBuilder(max_workers=threads, initializer=initializer,
+                                                f_export=f_export if cpu else None),
                         ms.runner.LocalRunner())
     from . import rpc, tracker
 

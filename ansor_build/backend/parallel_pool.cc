@@ -166,7 +166,7 @@ int configured_threads() {
   return n < 1 ? 1 : (n > kMaxThreads ? kMaxThreads : n);
 }
 
-// Starts the workers once per process; false if none could be started (every launch then runs inline).
+// Starts the workers once per process (after a fork, again); with none started, every launch runs inline.
 void start() {
   if (__atomic_load_n(&pool.threads, __ATOMIC_ACQUIRE) > 0) return;  // no getpid(): a system call per launch
   pthread_mutex_lock(&start_lock);
@@ -211,7 +211,7 @@ int launch(FTVMParallelLambda flambda, void* cdata, int num_task) {
   pool.cdata = cdata;
   pool.env.num_task = num_task;
   pool.env.sync_handle = pool.sync;
-  for (int task = 0; task < num_task && task < kMaxThreads; ++task) pool.sync[task * kStride] = 0;
+  for (int task = 0; task < num_task; ++task) pool.sync[task * kStride] = 0;  // num_task <= threads <= kMaxThreads
   __atomic_store_n(&pool.failed.value, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&pool.pending.value, pool.threads - 1, __ATOMIC_RELAXED);
   __atomic_add_fetch(&pool.generation.value, 1, __ATOMIC_SEQ_CST);  // publishes the job

@@ -4,10 +4,10 @@ Kernels are tuned for the target's `num-cores` threads, but a model of many smal
 every parallel launch wakes and joins the thread pool, and for kernels of a microsecond or two that costs about what
 the second core saves (with TVM's pool the MobileNet-style zoo model ran ~20% faster on one thread than on two, the
 ResNet-style one ~40% slower; the package's own pool, `backend/parallel_pool.cc`, launches at a third of the cost,
-and the model is timed as packages link it). So after tuning, a build that may measure times the model with the tuned records at 1, 2, 4, ... up to
-`num-cores` threads, each count in a fresh process (TVM starts its pool once), and the package's loaders and runner
-use the fastest (manifest `runtime.threads`). Fewer threads win only when at least MARGIN faster: on a tie the
-package keeps every core.
+and the model is timed as packages link it). So after tuning, a build that may measure times the model with the
+tuned records at 1, 2, 4, ... up to `num-cores` threads, each count in a fresh process (a pool starts once), and
+the package's loaders and runner use the fastest (manifest `runtime.threads`). Fewer threads win only when at least
+MARGIN faster: on a tie the package keeps every core.
 
 The choice is a tuning result, stored next to the records and reused like them:
 
