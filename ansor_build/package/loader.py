@@ -60,6 +60,39 @@ def _preload_cuda_runtime(directory: Path) -> None:
         ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
 
 
+def _sm(arch: str) -> tuple[int, int, bool]:
+    """("sm_90a" or "compute_86") -> (9, 0, True) / (8, 6, False): major, minor, arch-specific ('a' suffix)."""
+    digits = arch.split("_", 1)[1]
+    specific = digits.endswith("a")
+    digits = digits.rstrip("af")
+    return int(digits[:-1]), int(digits[-1]), specific
+
+
+def gpu_code_problem(device_code: dict, compute_version: str) -> str | None:
+    """Why a GPU of `compute_version` ("9.0") cannot run a package's `device_code` (manifest), or None when it can.
+
+    The CUDA driver runs SASS built for sm_XY on GPUs of the same major version and minor >= Y, and compiles PTX
+    for compute_XY on any GPU of version >= X.Y ('a' variants: that exact GPU only). Checked before the first
+    kernel loads, which otherwise fails with CUDA_ERROR_NO_BINARY_FOR_GPU and no word of what to do.
+    """
+    major, minor = (int(part) for part in compute_version.split(".")[:2])
+    sass, ptx = device_code.get("sass", []), device_code.get("ptx", [])
+    for arch in sass:
+        a_major, a_minor, specific = _sm(arch)
+        if a_major == major and (a_minor == minor or (a_minor < minor and not specific)):
+            return None
+    for arch in ptx:
+        a_major, a_minor, specific = _sm(arch)
+        if (a_major, a_minor) == (major, minor) or ((a_major, a_minor) < (major, minor) and not specific):
+            return None
+    here = f"sm_{major}{minor}"
+    carried = f"SASS for {', '.join(sass) or 'no arch'}" + (f" and PTX for {', '.join(ptx)}" if ptx else ", no PTX")
+    fix = f"rebuild it for this GPU (a target with `tvm: {{arch: {here}}}`, as ansor-build's cuda-{here} preset)"
+    if not ptx and all((m, n) < (major, minor) for m, n, _ in map(_sm, sass)):
+        fix += ", or keep PTX (`runtime: {ptx: true}`) so that newer GPUs compile it when it loads"
+    return f"this GPU is {here} and the package's device code cannot run on it ({carried}): {fix}"
+
+
 class Package:
     """A loaded package: call it with numpy arrays (positional, in manifest order) or a dict by input name."""
 
@@ -82,11 +115,21 @@ class Package:
             raise OSError("this GPU package needs TVM's CUDA runtime, which did not load: it needs an NVIDIA GPU "
                           "driver (libcuda.so.1) on this machine")
         self.device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
+        if kind == "cuda":
+            self._check_gpu()
         self.module = tvm.runtime.load_module(str(self.directory / "model.so"))  # the VM executable
         self._vm = VirtualMachine(self.module, self.device)
         self._main = self._vm["main"]
         self.inputs = self.manifest["inputs"]
         self.outputs = self.manifest["outputs"]
+
+    def _check_gpu(self) -> None:
+        if not self.device.exist:
+            raise OSError(f"{self.directory}: no CUDA GPU found (the NVIDIA driver loaded, but it lists no device 0)")
+        code = self.manifest.get("device_code")
+        problem = code and gpu_code_problem(code, self.device.compute_version)
+        if problem:
+            raise OSError(f"{self.directory}: {self.device.device_name}: {problem}")
 
     def _to_device(self, array: np.ndarray, sig: dict):
         array = np.ascontiguousarray(array)

@@ -440,6 +440,8 @@ struct Manifest {
   std::vector<TensorSpec> outputs;
   int threads = 0;
   std::string device;  // target.device: "cpu" or "cuda"
+  std::vector<std::string> sass;  // device_code.sass: "sm_80", ...
+  std::vector<std::string> ptx;   // device_code.ptx: "compute_80", ...
 };
 
 std::optional<ffi::Any> MapGet(const ffi::Map<ffi::Any, ffi::Any>& m, const char* key) {
@@ -487,6 +489,18 @@ std::vector<TensorSpec> ParseSpecs(const ffi::Map<ffi::Any, ffi::Any>& root, con
   return specs;
 }
 
+std::vector<std::string> StringList(const ffi::Map<ffi::Any, ffi::Any>& m, const char* key) {
+  std::vector<std::string> out;
+  if (auto v = MapGet(m, key)) {
+    if (auto arr = v->try_cast<ffi::Array<ffi::Any>>()) {
+      for (const ffi::Any& item : *arr) {
+        if (auto str = item.try_cast<ffi::String>()) out.push_back(std::string(*str));
+      }
+    }
+  }
+  return out;
+}
+
 Manifest ReadManifest(const std::string& path) {
   Manifest man;
   if (!IsFile(path)) return man;
@@ -509,6 +523,12 @@ Manifest ReadManifest(const std::string& path) {
       }
     }
   }
+  if (auto code = MapGet(*m, "device_code")) {
+    if (auto cm = code->try_cast<ffi::Map<ffi::Any, ffi::Any>>()) {
+      man.sass = StringList(*cm, "sass");
+      man.ptx = StringList(*cm, "ptx");
+    }
+  }
   if (auto rt = MapGet(*m, "runtime")) {
     if (auto rtm = rt->try_cast<ffi::Map<ffi::Any, ffi::Any>>()) {
       if (auto th = MapGet(*rtm, "threads")) {
@@ -520,6 +540,84 @@ Manifest ReadManifest(const std::string& path) {
     }
   }
   return man;
+}
+
+// ---------------------------------------------------------------- GPU code
+
+struct SmVersion {
+  int major = 0, minor = 0;
+  bool specific = false;  // an 'a' variant (sm_90a): that exact GPU only
+};
+
+// "sm_86" / "compute_90a" -> {8, 6, false} / {9, 0, true}; "8.6" (a device's compute version) -> {8, 6, false}.
+SmVersion ParseSm(const std::string& arch) {
+  SmVersion v;
+  size_t dot = arch.find('.');
+  if (dot != std::string::npos) {
+    v.major = std::atoi(arch.substr(0, dot).c_str());
+    v.minor = std::atoi(arch.substr(dot + 1).c_str());
+    return v;
+  }
+  std::string digits = arch.substr(arch.find('_') + 1);
+  while (!digits.empty() && (digits.back() == 'a' || digits.back() == 'f')) {
+    v.specific = v.specific || digits.back() == 'a';
+    digits.pop_back();
+  }
+  if (digits.size() < 2) return v;
+  v.major = std::atoi(digits.substr(0, digits.size() - 1).c_str());
+  v.minor = digits.back() - '0';
+  return v;
+}
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// Why the GPU of `version` cannot run the manifest's device code, or "" when it can. The same rule as
+// loader.py's gpu_code_problem: SASS for sm_XY runs on the same major with minor >= Y; PTX for compute_XY is
+// compiled by the driver for any GPU >= X.Y; 'a' variants run on that exact GPU only.
+std::string GpuCodeProblem(const Manifest& man, const std::string& version) {
+  SmVersion gpu = ParseSm(version);
+  bool newer_than_all = true;
+  for (const std::string& arch : man.sass) {
+    SmVersion a = ParseSm(arch);
+    if (a.major == gpu.major && (a.minor == gpu.minor || (a.minor < gpu.minor && !a.specific))) return "";
+    if (a.major > gpu.major || (a.major == gpu.major && a.minor >= gpu.minor)) newer_than_all = false;
+  }
+  for (const std::string& arch : man.ptx) {
+    SmVersion a = ParseSm(arch);
+    bool same = a.major == gpu.major && a.minor == gpu.minor;
+    bool older = a.major < gpu.major || (a.major == gpu.major && a.minor < gpu.minor);
+    if (same || (older && !a.specific)) return "";
+  }
+  std::string here = "sm_" + std::to_string(gpu.major) + std::to_string(gpu.minor);
+  std::string carried = "SASS for " + (man.sass.empty() ? std::string("no arch") : Join(man.sass)) +
+                        (man.ptx.empty() ? std::string(", no PTX") : " and PTX for " + Join(man.ptx));
+  std::string fix = "rebuild it for this GPU (a target with `tvm: {arch: " + here + "}`, as ansor-build's cuda-" +
+                    here + " preset)";
+  if (man.ptx.empty() && newer_than_all) {
+    fix += ", or keep PTX (`runtime: {ptx: true}`) so that newer GPUs compile it when it loads";
+  }
+  return "this GPU is " + here + " and the package's device code cannot run on it (" + carried + "): " + fix;
+}
+
+// Fails with an actionable line when CUDA device 0 is missing or cannot run the package's device code; without
+// this, the first kernel fails to load with CUDA_ERROR_NO_BINARY_FOR_GPU.
+void CheckGpu(const Manifest& man, const std::string& model) {
+  ffi::Function attr = GetGlobal("runtime.GetDeviceAttr");
+  const int cuda = static_cast<int>(kDLCUDA);
+  if (attr(cuda, 0, 0).cast<int64_t>() == 0) {  // kExist
+    throw RunnerError(model + ": no CUDA GPU found (the NVIDIA driver loaded, but it lists no device 0)");
+  }
+  if (man.sass.empty() && man.ptx.empty()) return;  // no device_code entry: nothing to check
+  std::string version = std::string(attr(cuda, 0, 4).cast<ffi::String>());  // kComputeVersion, "9.0"
+  std::string problem = GpuCodeProblem(man, version);
+  if (!problem.empty()) {
+    std::string name = std::string(attr(cuda, 0, 5).cast<ffi::String>());  // kDeviceName
+    throw RunnerError(model + ": " + name + ": " + problem);
+  }
 }
 
 HostArray GenerateInput(const TensorSpec& s, const std::string& manifest_path) {
@@ -644,6 +742,7 @@ int Run(int argc, char** argv) {
       throw RunnerError(std::string("cannot load the TVM CUDA runtime (a GPU package needs an NVIDIA GPU and its "
                                     "driver's libcuda.so.1): ") + (e ? e : lib));
     }
+    CheckGpu(man, model);
   }
 
   // load the executable and initialize the VM

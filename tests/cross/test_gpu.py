@@ -138,3 +138,27 @@ def test_nvcc_runs_as_its_own_path(zoo_dir, tmp_path):
     target.write_text(f"extends: {PRESETS / 'cuda-sm_86.yaml'}\ntoolchain: {{nvcc: {nvcc}}}\n")
     package = build_package(zoo_dir / "mlp.onnx", target, tmp_path / "pkg").package
     assert len(embedded_fatbins((package / "model.so").read_bytes())) == 1
+
+
+@pytest.mark.gpu
+def test_package_for_another_gpu_fails_with_what_to_do(zoo_dir, tmp_path):
+    """A package without code this GPU can run (SASS of another major, no PTX) stops before its first kernel, in
+    the C++ runner and the Python loader alike, naming this GPU's arch and the fix."""
+    import subprocess
+    import sys
+
+    from ansor_build.build import build_package
+    from ansor_build.errors import ToolError
+
+    here = _gpu_preset()[len("cuda-"):]
+    other = "sm_75" if not here.startswith("sm_7") else "sm_90"
+    target = tmp_path / "other.yaml"
+    target.write_text(f"extends: {PRESETS / 'cuda-sm_80.yaml'}\ntvm: {{arch: {other}}}\nruntime: {{ptx: false}}\n")
+    package = build_package(zoo_dir / "mlp.onnx", target, tmp_path / "pkg").package
+    with pytest.raises(ToolError) as err:
+        run_runner(package, sample_inputs(json.loads((package / layout.MANIFEST).read_text())))
+    assert f"this GPU is {here} and the package's device code cannot run on it (SASS for {other}, no PTX)" in \
+        str(err.value)
+    code = "import sys; from ansor_build.package import loader; loader.load(sys.argv[1])"
+    proc = subprocess.run([sys.executable, "-c", code, str(package)], capture_output=True, text=True)
+    assert proc.returncode != 0 and f"this GPU is {here}" in proc.stderr.strip().splitlines()[-1]
