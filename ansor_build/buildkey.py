@@ -4,7 +4,7 @@ The SCons tool declares exactly these as dependencies; `ansor-build explain` pri
 Nothing here imports TVM (the tool calls it while SCons reads the SConstruct).
 
 A package (the compile step) depends on: the model file and its external data; the target YAML and every file it
-extends; the C++ runner sources; the tool versions (`versions_text`); the build host's tools (`host_tools_text`:
+extends; the C++ sources of the runner and of model.so's runtime; the tool versions (`versions_text`); the build host's tools (`host_tools_text`:
 C++ compiler, and nvcc for GPU targets, which write bytes into the package); and, when tuning, the content of
 PACKAGE.records.json. The tuning step that writes that file depends on the model, the target files, the versions,
 the mode (and budgets, unless the mode is reuse) with the effective TVM target (`tuning_text`), and the record files
@@ -45,11 +45,13 @@ def target_files(target) -> list[Path]:
     return list(target.files)
 
 
-def runner_files() -> list[Path]:
-    """The C++ runner's sources and build script (the runner binary and src/ of every package)."""
+def source_files() -> list[Path]:
+    """The C++ sources compiled into every package, with the scripts that build them: the runner's (bin/ and src/)
+    and the CPU runtime linked into model.so (thread pool, workspace allocator)."""
+    from .backend import package_runtime
     from .runner import runner_sources
 
-    return runner_sources()
+    return [*runner_sources(), *package_runtime.SOURCES, Path(package_runtime.__file__)]
 
 
 @functools.cache

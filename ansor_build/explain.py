@@ -102,7 +102,7 @@ def explain(model: Path, target_path: Path, *, shapes: dict | None = None, outpu
     build = StepKey("build", f"{output}/", [
         _value("command", _command("-m ansor_build build", str(model), "--target", str(target_path), "-o", output,
                                    shape_flags, records_flags)),
-        *model_rows, *target_rows, *[_file("runner source", f) for f in buildkey.runner_files()], versions,
+        *model_rows, *target_rows, *[_file("package source", f) for f in buildkey.source_files()], versions,
         _value("host tools", buildkey.host_tools_text(target)), *build_extra])
     steps.append(build)
     return steps

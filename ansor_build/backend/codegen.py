@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import AnsorError, ToolError
-from . import cuda, import_tvm, parallel, prepack
+from . import cuda, import_tvm, package_runtime, prepack
 
 # TVM relax backend package per target kind.
 _BACKENDS = {"llvm": "cpu_generic", "cuda": "cuda"}
@@ -63,23 +63,23 @@ def link_options(flags) -> list[str]:
     return ["-O2", *flags]
 
 
-def _fcompile(cxx: str, flags, pool_dir: Path | None):
-    """(TVM's fcompile for the target's compiler, its options); with `pool_dir` (CPU libraries), the package's
-    thread pool is linked in (its version script written there)."""
+def _fcompile(cxx: str, flags, runtime_dir: Path | None):
+    """(TVM's fcompile for the target's compiler, its options); with `runtime_dir` (CPU libraries), the package's
+    runtime (thread pool, workspace allocator) is linked in (its version script written there)."""
     from tvm.support import cc
 
-    files, pool_options = parallel.link_inputs(pool_dir) if pool_dir is not None else ([], [])
-    options = link_options(flags) + pool_options
+    files, runtime_options = package_runtime.link_inputs(runtime_dir) if runtime_dir is not None else ([], [])
+    options = link_options(flags) + runtime_options
     return cc.cross_compiler(cxx, options=options, add_files=files), options
 
 
-def export_candidate(cxx: str, flags: tuple[str, ...], pool: bool, mod) -> str:
+def export_candidate(cxx: str, flags: tuple[str, ...], runtime: bool, mod) -> str:
     """`f_export` of the tuning builder's workers: link a built candidate into a shared library with the target's
     compiler (a device loads .so files; TVM's default .tar would need a compiler on the device), with the package's
-    thread pool when `pool` (CPU targets), so that candidates run as packages do."""
+    runtime (thread pool, workspace allocator) when `runtime` (CPU targets), so that candidates run as packages do."""
     directory = Path(tempfile.mkdtemp(prefix="ansor-candidate-"))
     path = directory / "candidate.so"
-    mod.export_library(str(path), fcompile=_fcompile(cxx, flags, directory if pool else None)[0])
+    mod.export_library(str(path), fcompile=_fcompile(cxx, flags, directory if runtime else None)[0])
     return str(path)
 
 
@@ -87,7 +87,7 @@ def export_library(executable, path: Path, cxx: str, flags: list[str], log_path:
                    device_code: "cuda.DeviceCode | None" = None, target=None) -> None:
     """Link the executable into `path` with the target's compiler; a failure keeps the command and log.
 
-    CPU libraries get the package's thread pool (`parallel`). With `device_code` (GPU targets; `target` is the TVM
+    CPU libraries get the package's runtime (`package_runtime`). With `device_code` (GPU targets; `target` is the TVM
     target), the kernels are compiled to device code by nvcc and embedded instead of their CUDA source.
     """
     import_tvm()

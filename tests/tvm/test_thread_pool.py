@@ -1,9 +1,11 @@
-"""The package's thread pool (ansor_build/backend/parallel_pool.cc), linked into every CPU model.so.
+"""The package's runtime (ansor_build/backend/package_runtime.py): its thread pool (parallel_pool.cc) and
+workspace allocator (workspace.cc), linked into every CPU model.so.
 
-A tuned ResNet-style package (real layout-rewriting schedules, whose kernels run parallel loops) is run in fresh
-processes: with the pool, with TVM's pool (ANSOR_THREAD_POOL=tvm), across a fork, from two threads at once, as
-several libraries in one process, and through the C++ runner, which unloads model.so before it exits (the workers
-must end first). Every run must give onnxruntime's outputs.
+A tuned ResNet-style package (real layout-rewriting schedules, whose kernels run parallel loops and allocate scratch
+buffers in them) is run in fresh processes: with the pool, with TVM's pool (ANSOR_THREAD_POOL=tvm) and workspace
+(ANSOR_WORKSPACE=tvm), across a fork, from two threads at once, as several libraries in one process, and through
+the C++ runner, which unloads model.so before it exits (the workers must end first). Every run must give
+onnxruntime's outputs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ansor_build.backend.parallel import HIDDEN
+from ansor_build.backend.package_runtime import HIDDEN
 from ansor_build.build import build_package, prepare
 from ansor_build.check import reference_outputs
 from ansor_build.package.elf import newest, read_elf
@@ -34,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Runs in a fresh process: argv = package, mode. Prints one JSON line.
 SCRIPT = r"""
-import json, os, signal, sys, threading
+import ctypes, json, os, signal, sys, threading
 import numpy as np
 sys.path.insert(0, os.environ["REPO"])
 from ansor_build.package import loader
@@ -70,6 +72,14 @@ elif mode == "several":  # copies of the package: each path is a library of its 
     for _ in range(20):
         report["same"] = report["same"] and all(np.array_equal(p(*inputs)[0], first) for p in packages)
     report["threads_after"] = thread_names()
+def workspace():
+    stats = (ctypes.c_uint64 * 3)()
+    ctypes.CDLL(os.path.join(package_dir, "model.so")).ansor_workspace_stats(stats)  # the library TVM loaded
+    return {"arena": stats[0], "heap": stats[1], "grown": stats[2]}
+before = workspace()
+for _ in range(5):
+    package(*inputs)
+report["workspace"] = {name: count - before[name] for name, count in workspace().items()}  # five calls, warm
 print(json.dumps(report))
 """
 
@@ -88,7 +98,7 @@ def tuned_resnet(zoo_dir, tmp_path_factory):
 
 
 def run(package: Path, mode: str, *more: Path, **env) -> dict:
-    environ = {name: value for name, value in os.environ.items() if name != "ANSOR_THREAD_POOL"}
+    environ = {name: value for name, value in os.environ.items() if name not in ("ANSOR_THREAD_POOL", "ANSOR_WORKSPACE")}
     environ.update({"REPO": str(REPO), "TVM_NUM_THREADS": "2", **env})
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(package), mode, *map(str, more)], capture_output=True, text=True,
                           env=environ, timeout=300)
@@ -125,6 +135,17 @@ def test_the_pool_runs_the_kernels_and_tvms_pool_gives_the_same_outputs(tuned_re
     assert "ansor-pool" not in theirs["threads"]
     assert matches(ours, reference) and matches(theirs, reference)
     assert ours["output"] == theirs["output"]  # the same kernels, split the same way
+
+
+def test_the_kernels_scratch_buffers_come_from_the_package_allocator(tuned_resnet):
+    package, reference = tuned_resnet
+    ours = run(package, "plain")
+    theirs = run(package, "plain", ANSOR_WORKSPACE="tvm")
+    # Five calls after the first: the convolutions allocate in every iteration of their parallel loops, and once
+    # each thread's arena has grown to what it needs (in the first call), nothing goes to the heap.
+    assert ours["workspace"]["arena"] >= 5 * 10 and ours["workspace"]["heap"] == 0, ours["workspace"]
+    assert theirs["workspace"] == {"arena": 0, "heap": 0, "grown": 0}
+    assert matches(ours, reference) and ours["output"] == theirs["output"]
 
 
 def test_more_threads_than_cores(tuned_resnet):

@@ -27,4 +27,5 @@ def test_versions_and_files():
     assert buildkey.versions_text().startswith("ansor-build=") and "apache-tvm=" in buildkey.versions_text()
     target = load_target(HOST_TARGET)
     assert buildkey.target_files(target)[0] == HOST_TARGET and len(buildkey.target_files(target)) == 2
-    assert {p.name for p in buildkey.runner_files()} >= {"ansor_runner.cc", "build.py"}
+    assert {p.name for p in buildkey.source_files()} >= {"ansor_runner.cc", "build.py", "parallel_pool.cc",
+                                                          "workspace.cc", "package_runtime.py"}

@@ -123,7 +123,7 @@ def ansor_model(env, target, source, **overrides):
     versions = env.Value(env.subst("$ANSOR_VERSIONS"))
     common = [model, env.File(target_yaml), *[env.File(str(f)) for f in ansor.buildkey.target_files(spec)[1:]]]
     records = _tuning_step(env, ansor, spec, out, [*common, versions], shape_flags)
-    sources = [*common, *[env.File(str(f)) for f in ansor.buildkey.runner_files()], versions, env.Value(host_tools)]
+    sources = [*common, *[env.File(str(f)) for f in ansor.buildkey.source_files()], versions, env.Value(host_tools)]
     if records is not None:
         sources.append(records)
     nodes = env._AnsorPackage(targets, sources, ANSOR_SHAPE_FLAGS=shape_flags, ENV=_process_env(env),
