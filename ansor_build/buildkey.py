@@ -4,11 +4,11 @@ The SCons tool declares exactly these as dependencies; `ansor-build explain` pri
 Nothing here imports TVM (the tool calls it while SCons reads the SConstruct).
 
 A package (the compile step) depends on: the model file and its external data; the target YAML and every file it
-extends; the C++ sources of the runner and of model.so's runtime; the tool versions (`versions_text`); the build host's tools (`host_tools_text`:
-C++ compiler, and nvcc for GPU targets, which write bytes into the package); and, when tuning, the content of
-PACKAGE.records.json. The tuning step that writes that file depends on the model, the target files, the versions,
-the mode (and budgets, unless the mode is reuse) with the effective TVM target (`tuning_text`), and the record files
-of the model's tasks (`tuning.tasklist.model_task_files`).
+extends; the C++ sources of the runner and of model.so's runtime (`source_files`); the tool versions
+(`versions_text`); the build host's tools (`host_tools_text`: C++ compiler, and nvcc for GPU targets, which write
+bytes into the package); and, when tuning, the content of PACKAGE.records.json. The tuning step that writes that
+file depends on the model, the target files, the versions, the mode (and budgets, unless the mode is reuse) with the
+effective TVM target (`tuning_text`), and the record files of the model's tasks (`tuning.tasklist.model_task_files`).
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ def make_measurer(spec, family: str, threads: int) -> Measurer:
     from .records import import_intrinsics
 
     initializer = functools.partial(import_intrinsics, family)
-    # CPU candidates are linked as packages are, with the package's thread pool: tuning times each kernel with the
-    # launch cost it will have in the package (~0.2 us, against ~0.65 us for TVM's pool on a VM).
+    # CPU candidates are linked as packages are, with the package's runtime (thread pool, workspace arenas): tuning
+    # times each kernel with the launch and allocation costs it will have in the package.
     cpu = family != "cuda"
     cxx, flags = (spec.cxx, tuple(spec.flags)) if spec is not None else ("g++", ())
     f_export = functools.partial(export_candidate, cxx, flags, cpu)

@@ -75,20 +75,19 @@ def gpu_code_problem(device_code: dict, compute_version: str) -> str | None:
     for compute_XY on any GPU of version >= X.Y ('a' variants: that exact GPU only). Checked before the first
     kernel loads, which otherwise fails with CUDA_ERROR_NO_BINARY_FOR_GPU and no word of what to do.
     """
-    major, minor = (int(part) for part in compute_version.split(".")[:2])
+    gpu = tuple(int(part) for part in compute_version.split(".")[:2])
     sass, ptx = device_code.get("sass", []), device_code.get("ptx", [])
-    for arch in sass:
-        a_major, a_minor, specific = _sm(arch)
-        if a_major == major and (a_minor == minor or (a_minor < minor and not specific)):
-            return None
-    for arch in ptx:
-        a_major, a_minor, specific = _sm(arch)
-        if (a_major, a_minor) == (major, minor) or ((a_major, a_minor) < (major, minor) and not specific):
-            return None
-    here = f"sm_{major}{minor}"
+    sass_versions = [_sm(arch) for arch in sass]
+    if any(major == gpu[0] and (minor == gpu[1] or (minor < gpu[1] and not specific))
+           for major, minor, specific in sass_versions):
+        return None
+    if any((major, minor) == gpu or ((major, minor) < gpu and not specific)
+           for major, minor, specific in map(_sm, ptx)):
+        return None
+    here = f"sm_{gpu[0]}{gpu[1]}"
     carried = f"SASS for {', '.join(sass) or 'no arch'}" + (f" and PTX for {', '.join(ptx)}" if ptx else ", no PTX")
     fix = f"rebuild it for this GPU (a target with `tvm: {{arch: {here}}}`, as ansor-build's cuda-{here} preset)"
-    if not ptx and all((m, n) < (major, minor) for m, n, _ in map(_sm, sass)):
+    if not ptx and all((major, minor) < gpu for major, minor, _ in sass_versions):
         fix += ", or keep PTX (`runtime: {ptx: true}`) so that newer GPUs compile it when it loads"
     return f"this GPU is {here} and the package's device code cannot run on it ({carried}): {fix}"
 

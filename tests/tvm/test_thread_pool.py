@@ -97,11 +97,17 @@ def tuned_resnet(zoo_dir, tmp_path_factory):
     return result.package, reference[0]
 
 
+def package_environ(**env) -> dict:
+    """This environment without the switches back to TVM's runtime (ANSOR_THREAD_POOL, ANSOR_WORKSPACE), plus `env`."""
+    environ = {name: value for name, value in os.environ.items()
+               if name not in ("ANSOR_THREAD_POOL", "ANSOR_WORKSPACE")}
+    return {**environ, **env}
+
+
 def run(package: Path, mode: str, *more: Path, **env) -> dict:
-    environ = {name: value for name, value in os.environ.items() if name not in ("ANSOR_THREAD_POOL", "ANSOR_WORKSPACE")}
-    environ.update({"REPO": str(REPO), "TVM_NUM_THREADS": "2", **env})
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(package), mode, *map(str, more)], capture_output=True, text=True,
-                          env=environ, timeout=300)
+    environ = package_environ(**{"REPO": str(REPO), "TVM_NUM_THREADS": "2", **env})
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(package), mode, *map(str, more)], capture_output=True,
+                          text=True, env=environ, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -177,9 +183,8 @@ def test_several_packages_in_one_process_each_run_their_own_pool(tuned_resnet, t
 
 def test_the_runner_exits_cleanly_after_parallel_kernels(tuned_resnet):
     package, _ = tuned_resnet
-    environ = {name: value for name, value in os.environ.items() if name != "ANSOR_THREAD_POOL"}
     proc = subprocess.run([str(package / "bin" / "ansor_runner"), "--threads", "2", "--repeat", "20"],
-                          capture_output=True, text=True, env=environ, timeout=120)
+                          capture_output=True, text=True, env=package_environ(), timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]  # the workers end before the runner unloads model.so
     assert "latency_ms" in proc.stdout
 
