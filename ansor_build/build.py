@@ -80,7 +80,8 @@ def prepare(model_path: Path, target, shapes=None, tuned: bool = False) -> Prepa
     outputs = output_signature(mod, [o.name for o in model.proto.graph.output])
     timings = {"import": time.perf_counter() - started}
     step = time.perf_counter()
-    fused = partition.fuse(mod, tvm_target, fast_math=target.fast_math, conv_layout=target.conv_layout)
+    fused = partition.fuse(mod, tvm_target, fast_math=target.fast_math, conv_layout=target.conv_layout,
+                           winograd_convs=target.winograd)
     tasks, ms_tasks = partition.extract_tasks(fused, tvm_target)
     timings["partition"] = time.perf_counter() - step
     return Prepared(target, model, tvm_target, outputs, fused, tasks, ms_tasks, timings, dict(shapes or {}))

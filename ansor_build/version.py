@@ -1,3 +1,3 @@
 """The ansor-build version; part of every artifact's cache key (bump on any change to build output)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

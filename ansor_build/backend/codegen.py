@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import AnsorError, ToolError
-from . import cuda, import_tvm, package_runtime, prepack
+from . import cuda, import_tvm, package_runtime, prepack, winograd_schedule
 
 # TVM relax backend package per target kind.
 _BACKENDS = {"llvm": "cpu_generic", "cuda": "cuda"}
@@ -49,9 +49,11 @@ def compile_fused(fused, target, database=None, vm: str = "bytecode"):
 
 
 def _default_schedules(target) -> list:
-    """GPU kernels need a thread binding to run at all: dlight schedules every subgraph the database did not."""
+    """Winograd kernels without a record get their default decisions on CPU targets (unscheduled, their stages would
+    run one scalar loop nest after another). GPU kernels need a thread binding to run at all: dlight schedules every
+    subgraph the database did not."""
     if target.kind.name != "cuda":
-        return []
+        return [winograd_schedule.default_schedules()]
     from tvm.s_tir import dlight as dl
 
     return [dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import import_tvm, nhwc, prepack
+from . import import_tvm, nhwc, prepack, winograd
 
 
 @dataclass(frozen=True)
@@ -20,13 +20,14 @@ class Task:
         return {"key": self.key, "name": self.name, "weight": self.weight, "flops": self.flops}
 
 
-def fuse(mod, target, fast_math: bool = True, conv_layout: str = "NCHW"):
+def fuse(mod, target, fast_math: bool = True, conv_layout: str = "NCHW", winograd_convs: bool = False):
     """Lower operators to TIR and fuse them into subgraphs (what gets tuned and compiled).
 
     `fast_math`: exp, erf, tanh and softmax become TVM's polynomial approximations: vectorizable, and their time
     does not depend on the data (libm's erff and expf take different paths for different magnitudes, so the random
     inputs tuning measures with need not cost what real inputs do).
     `conv_layout`: "NHWC" runs a CPU target's convolutions channels-last (`nhwc`); "NCHW" keeps ONNX's layout.
+    `winograd_convs`: a CPU target's NHWC 3x3 stride-1 convolutions run as F(4x4, 3x3) (`winograd`).
     """
     tvm = import_tvm()
     from tvm import relax
@@ -41,6 +42,7 @@ def fuse(mod, target, fast_math: bool = True, conv_layout: str = "NCHW"):
                   # Without these two, batch_norm's leftover tuple stops FuseOps (resnet: 12 tasks instead of 9).
                   transform.CanonicalizeBindings(), transform.DeadCodeElimination(),
                   *nhwc.passes(target, conv_layout),
+                  *winograd.passes(target, winograd_convs and conv_layout == "NHWC"),
                   transform.LegalizeOps(), transform.AnnotateTIROpPattern(),
                   transform.FoldConstant(), transform.FuseOps(), transform.FuseTIR(), *prepack.before_tuning(target)]
         return tvm.transform.Sequential(passes)(mod)

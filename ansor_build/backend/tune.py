@@ -16,7 +16,7 @@ from ..errors import AnsorError
 
 from ..tuning.options import FORBID_ENV, TuningOptions
 from ..tuning.plan import Plan
-from . import import_tvm
+from . import import_tvm, winograd_schedule
 from .measure import make_measurer
 from .records import import_intrinsics, intrinsics_family, record_from_measurement, workload_json
 from .rpc import error_line
@@ -207,7 +207,8 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
 
 
 def _tune_contexts(ms_tasks, log_dir: Path, threads: int, population: int) -> list:
-    """One TuneContext per task: post-order-apply space, evolutionary search, per-task log file, fixed seeds."""
+    """One TuneContext per task: its space and search strategy (`_space_and_strategy`), per-task log file, fixed
+    seeds."""
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
     from tvm.s_tir.meta_schedule.utils import fork_seed
@@ -221,12 +222,25 @@ def _tune_contexts(ms_tasks, log_dir: Path, threads: int, population: int) -> li
 
     contexts = []
     for task, logger, seed in zip(ms_tasks, loggers, fork_seed(0, n=len(ms_tasks))):
-        strategy = ms.search_strategy.EvolutionarySearch(population_size=population,
-                                                         init_min_unmeasured=min(50, population))
-        contexts.append(ms.TuneContext(mod=task.dispatched[0], target=task.target, space_generator="post-order-apply",
+        space, strategy = _space_and_strategy(task, population)
+        contexts.append(ms.TuneContext(mod=task.dispatched[0], target=task.target, space_generator=space,
                                        search_strategy=strategy, task_name=task.task_name, logger=logger,
                                        rand_state=seed, num_threads=threads))
     return contexts
+
+
+def _space_and_strategy(task, population: int):
+    """MetaSchedule's rule-generated space (post-order apply of the target's rules) and evolutionary search; for a
+    Winograd conv, the kernel's own small space, every point measured (`winograd_schedule`)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if winograd_schedule.is_winograd(task.dispatched[0]["main"]):
+        space = ms.space_generator.ScheduleFn(winograd_schedule.space, sch_rules=[],
+                                              postprocs=[ms.postproc.DisallowDynamicLoop()], mutator_probs={})
+        return space, winograd_schedule.search_strategy()
+    strategy = ms.search_strategy.EvolutionarySearch(population_size=population,
+                                                     init_min_unmeasured=min(50, population))
+    return "post-order-apply", strategy
 
 
 def _cost_model_path(store) -> Path:

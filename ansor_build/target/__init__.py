@@ -139,6 +139,11 @@ class Target:
         return self.spec.get("optimize", {}).get("conv_layout", "NHWC")
 
     @property
+    def winograd(self) -> bool:
+        """Whether a CPU target's NHWC 3x3 stride-1 convolutions run as Winograd F(4x4, 3x3) (default true)."""
+        return bool(self.spec.get("optimize", {}).get("winograd", True))
+
+    @property
     def tuning(self) -> dict:
         return dict(self.spec.get("tuning", {}))
 

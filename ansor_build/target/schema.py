@@ -93,6 +93,8 @@ SCHEMA: dict[str, Field] = {
         "conv_layout": Field("str", "layout the convolutions of a CPU target run in: 'NHWC' (channels last, the "
                                     "default: output channels are the vector lanes) or 'NCHW' (as ONNX has them)",
                              choices=("NHWC", "NCHW")),
+        "winograd": Field("bool", "3x3 stride-1 convolutions of a CPU target in NHWC as Winograd F(4x4, 3x3): "
+                                  "4x fewer multiply-adds, a slightly larger rounding error (default true)"),
     }),
 
 }

@@ -13,7 +13,7 @@ from ansor_build.check import check_package
 from ansor_build.target import load_target
 from ansor_build.tuning.driver import write_records_file
 from helpers import HOST_TARGET
-from prepack_records import layout_rewriting_records
+from prepack_records import is_direct_conv, layout_rewriting_records
 
 pytestmark = pytest.mark.tvm
 
@@ -60,6 +60,6 @@ def test_prepacked_package_matches_onnxruntime(zoo_dir, tmp_path, name):
     write_records_file(records, target.tuned_tvm(), [t.key for t in prepared.tasks],
                        layout_rewriting_records(prepared))
     result = build_package(zoo_dir / f"{name}.onnx", HOST_TARGET, tmp_path / name, records_file=records)
-    assert result.manifest["tuning"]["records"] == sum("conv2d" in t.name for t in prepared.tasks)
+    assert result.manifest["tuning"]["records"] == sum(is_direct_conv(t.name) for t in prepared.tasks)
     check = check_package(result.package, zoo_dir / f"{name}.onnx")
     assert check.ok, check.line()
