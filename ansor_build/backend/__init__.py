@@ -40,3 +40,19 @@ def make_target(spec: dict):
     if host is not None:
         return tvm.target.Target(spec, host=tvm.target.Target(host))
     return tvm.target.Target(spec)
+
+
+def relax_function_pass(name: str, rewriter_class):
+    """A module pass that runs a Relax `PyExprMutator` subclass (built with the module) over every Relax function."""
+    tvm = import_tvm()
+    from tvm import relax
+
+    @tvm.transform.module_pass(opt_level=0, name=name)
+    def apply(mod, _ctx):
+        rewriter = rewriter_class(mod)
+        for gvar, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+        return rewriter.builder_.get()
+
+    return apply

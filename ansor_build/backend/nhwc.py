@@ -20,6 +20,8 @@ The layout is part of each subgraph's TIR, so it is part of the task keys: NCHW 
 
 from __future__ import annotations
 
+from . import relax_function_pass
+
 CONV_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "OHWI"]}
 LAYOUTS = ("NHWC", "NCHW")
 
@@ -79,12 +81,4 @@ def clip_bounds_as_ops():
                     return relax_op(x, bound)
             return call
 
-    @tvm.transform.module_pass(opt_level=0, name="ClipBoundsAsOps")
-    def rewrite(mod, _ctx):
-        rewriter = Rewriter(mod)
-        for gvar, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
-
-    return rewrite
+    return relax_function_pass("ClipBoundsAsOps", Rewriter)

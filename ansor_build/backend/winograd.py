@@ -34,6 +34,8 @@ part of each subgraph's TIR, so it is part of the task keys: direct and Winograd
 
 from __future__ import annotations
 
+from . import relax_function_pass
+
 M = 4  # output tile: F(4x4, 3x3)
 ALPHA = M + 2
 MIN_CHANNELS = 8  # fewer channels make the products too small to pay for the transforms
@@ -184,15 +186,7 @@ def rewrite():
             u = relax.const(transform_weight(weight.value.numpy()))
             return relax.call_tir(self.funcs[key], relax.Tuple([data, u]), call.ty)
 
-    @tvm.transform.module_pass(opt_level=0, name="WinogradConv2D")
-    def apply(mod, _ctx):
-        rewriter = Rewriter(mod)
-        for gvar, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
-
-    return apply
+    return relax_function_pass("WinogradConv2D", Rewriter)
 
 
 def passes(target, enabled: bool) -> list:
