@@ -21,10 +21,10 @@ U, the transformed weight, is computed here in float64 at build time and replace
 function is marked out-element-wise fusable, so the bias, residual add and activation after it fuse into the same
 kernel as they do for a direct convolution.
 
-`schedule` gives such a kernel its loop structure: tile rows in parallel, each processed in blocks of tiles whose
-stages all stay in the L1 cache, channels as the vector lanes, transforms unrolled. MetaSchedule tunes it through
-the sampled decisions (tiles per block, the product's channel unrolling); untuned builds get `DEFAULTS`. On a
-2-core AVX-512 host the ResNet-style 16-channel 32x32 conv took 5.5 us against 12.5 us for the best of 64 tuned
+`winograd_schedule` gives such a kernel its loop structure: tile rows in parallel, each processed in blocks of
+tiles whose stages all stay in the L1 cache, channels as the vector lanes, transforms unrolled. Tuning measures
+every point of its small space (tiles per block, unrolled input channels, the product's loop order); untuned builds
+get its `DEFAULT`. On a 2-core AVX-512 host the ResNet-style 16-channel 32x32 conv took 5.5 us against 12.5 us for the best of 64 tuned
 direct schedules (both timed by TVM's evaluator).
 
 Qualifies: data NHWC, kernel OHWI with a constant 3x3 weight, stride 1, dilation 1, one group, float32, static
@@ -34,6 +34,8 @@ part of each subgraph's TIR, so it is part of the task keys: direct and Winograd
 
 from __future__ import annotations
 
+import functools
+
 from . import relax_function_pass
 
 M = 4  # output tile: F(4x4, 3x3)
@@ -42,11 +44,11 @@ MIN_CHANNELS = 8  # fewer channels make the products too small to pay for the tr
 MIN_OUTPUT = 8  # output height and width: a 2x2 grid of tiles at least
 OUT_EWISE_FUSABLE = 4  # relax.OpPatternKind.kOutEWiseFusable
 STAGES = ("winograd_pad", "winograd_v1", "winograd_v", "winograd_m", "winograd_y1", "winograd_y")
-LANES = 16  # channels per vector: one AVX-512 register of floats (LLVM splits it on narrower targets)
 
 
+@functools.cache
 def matrices():
-    """TVM's Cook-Toom matrices (A [6, 4], B [6, 6], G [6, 3]) for F(4, 3), float64:
+    """TVM's Cook-Toom matrices (A [6, 4], B [6, 6], G [6, 3]) for F(4, 3), float64 (computed once; read only):
     output tile = A^T [(G g G^T) * (B^T d B)] A."""
     from tvm.topi.nn.winograd_util import _cook_toom_convolution, _interpolation_points
 

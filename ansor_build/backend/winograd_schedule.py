@@ -19,8 +19,9 @@ from __future__ import annotations
 import itertools
 from typing import NamedTuple
 
-from .winograd import LANES, M, STAGES
+from .winograd import M, STAGES
 
+LANES = 16  # channels per vector: one AVX-512 register of floats (LLVM splits it on narrower targets)
 MAX_CHANNELS_UNROLLED = 32
 
 
