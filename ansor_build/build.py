@@ -16,7 +16,7 @@ from .package.manifest import write_manifest
 from .package.readme import package_readme
 from .package.requirements import package_requirements
 from .package.runtime_libs import runtime_libraries
-from .package.staging import no_empty_directory_on_failure, staged_directory
+from .package.staging import check_replaceable, no_empty_directory_on_failure, staged_directory
 from .target import load_target
 from .tuning import threads as thread_choice
 from .tuning.driver import read_records_file, records_file_threads, tune_and_select, write_records_file
@@ -126,9 +126,11 @@ def build_package(model_path: str | Path, target_path: str | Path, out_dir: str 
 
     With `tuning`, records of the tuning directory are applied (and tasks tuned first, as its mode says); with
     `records_file`, exactly the records that `tune_model` wrote are applied. The directory is replaced
-    atomically: a failed or interrupted build leaves the previous one (or none).
+    atomically: a failed or interrupted build leaves the previous one (or none). An existing `out_dir` must be
+    empty or a package ansor-build wrote; anything else is refused (InputError) before any work.
     """
     out_dir = Path(out_dir)
+    check_replaceable(out_dir)  # before any work: a directory that is not ours is refused at once
     with no_empty_directory_on_failure(out_dir):
         return _build(Path(model_path), Path(target_path), out_dir, shapes, tuning, records_file)
 

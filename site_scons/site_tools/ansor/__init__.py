@@ -128,10 +128,14 @@ def ansor_model(env, target, source, **overrides):
         sources.append(records)
     nodes = env._AnsorPackage(targets, sources, ANSOR_SHAPE_FLAGS=shape_flags, ENV=_process_env(env),
                               ANSOR_RECORDS_FLAGS=f"--records {records.path}" if records is not None else "")
+    # Precious: SCons must not delete the previous package's files before the build; the build replaces the
+    # directory only once the new package is complete, so a failed or interrupted rebuild keeps the old one.
+    env.Precious(nodes)
     env.Clean(nodes, [out, out.File(f"../{out.name}.link.log")])
     if _archive_enabled(env):
-        nodes = nodes + env._AnsorArchive(out.File(f"../{out.name}.tar.gz"), [*nodes, versions],
-                                          ENV=_process_env(env))
+        archive = env._AnsorArchive(out.File(f"../{out.name}.tar.gz"), [*nodes, versions], ENV=_process_env(env))
+        env.Precious(archive)  # written atomically: a failed rewrite keeps the previous archive
+        nodes = nodes + archive
     return nodes
 
 
@@ -169,6 +173,7 @@ def _tuning_step(env, ansor, spec, out, sources, shape_flags):
     node = env._AnsorTune(records, [*sources, state], ANSOR_TUNING_FLAGS=flags, ANSOR_SHAPE_FLAGS=shape_flags,
                           ANSOR_TUNING_DIR_NODE=tuning_dir, ANSOR_TUNE_STORE=store.directory,
                           ANSOR_TUNE_SHAPES=_shape_dict(env.get("ANSOR_SHAPES")), ENV=_process_env(env))
+    env.Precious(node)  # rewritten atomically, and only when the applied records change
     env.Clean(node, out.Dir(f"../{out.name}.records.logs"))
     if mode in ("incremental", "full"):
         # Steps that may measure share one side effect, so `scons -j` never runs two at once: measurements of

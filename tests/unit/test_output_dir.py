@@ -1,0 +1,161 @@
+"""Output directories: ansor-build replaces only an empty directory or a package it wrote (issue: `-o ~` emptied
+the home directory). No TVM: a refused directory is refused before any work, and staging is tested directly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ansor_build.errors import InputError
+from ansor_build.package.staging import check_replaceable, foreign_files, staged_directory
+from helpers import HOST_TARGET, one_line_error, run_cli
+
+MODEL = "model-is-never-read.onnx"  # the directory is refused before the model is opened
+
+
+def fake_package(path: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """A directory laid out like a package ansor-build wrote (manifest listing each file)."""
+    files = {"model.so": b"so", "runtime/libtvm_runtime.so": b"rt", "src/ansor_runner.cc": b"cc"}
+    for name, data in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_bytes(data)
+    manifest = {"format": 1, "versions": {"ansor-build": "0.2.0"},
+                "files": {name: {"sha256": "0" * 64, "size": len(data)} for name, data in files.items()}}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    for name, data in (extra or {}).items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_bytes(data)
+    return path
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def build_into(out, cwd) -> subprocess.CompletedProcess:
+    return run_cli("build", MODEL, "--target", HOST_TARGET, "-o", out, cwd=cwd)
+
+
+def test_build_into_user_directory_is_refused_and_untouched(tmp_path):
+    proj = tmp_path / "proj"
+    (proj / "src").mkdir(parents=True)
+    (proj / "important.txt").write_text("data")
+    before = snapshot(proj)
+    line = one_line_error(build_into("proj", tmp_path))
+    assert "proj: exists and is not a package ansor-build wrote" in line
+    assert snapshot(proj) == before and (proj / "src").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proj"]  # no staging directory left beside it
+
+
+def test_build_into_home_like_directory_is_refused(tmp_path):
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (home / ".bashrc").write_text("alias x=y")
+    line = one_line_error(build_into(home, tmp_path))  # `-o ~` as the shell expands it
+    assert "is not a package ansor-build wrote" in line
+    assert (home / ".bashrc").read_text() == "alias x=y"
+
+
+def test_build_into_current_directory_is_one_line_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep")
+    line = one_line_error(build_into(".", tmp_path))
+    assert f"({tmp_path})" in line and "not a package ansor-build wrote" in line
+    assert (tmp_path / "notes.txt").read_text() == "keep"
+
+
+def test_build_into_filesystem_root_is_one_line_error(tmp_path):
+    assert "filesystem root" in one_line_error(build_into("/", tmp_path))
+
+
+def test_build_into_symlink_is_refused_and_leaves_nothing(tmp_path):
+    fake_package(tmp_path / "pkg")
+    (tmp_path / "link").symlink_to("pkg")
+    line = one_line_error(build_into("link", tmp_path))
+    assert "link: is a symbolic link (to pkg)" in line
+    assert (tmp_path / "link").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "pkg"]  # no .link.old-PID left behind
+
+
+def test_build_over_a_file_is_refused(tmp_path):
+    (tmp_path / "out").write_text("mine")
+    assert "exists and is not a directory" in one_line_error(build_into("out", tmp_path))
+    assert (tmp_path / "out").read_text() == "mine"
+
+
+def test_package_with_user_file_inside_is_refused(tmp_path):
+    pkg = fake_package(tmp_path / "pkg", {"notes.txt": b"mine", "runtime/extra.so": b"x"})
+    with pytest.raises(InputError, match=r"holds files ansor-build did not write \(notes.txt and 1 more\)"):
+        check_replaceable(pkg)
+    assert foreign_files(pkg, json.loads((pkg / "manifest.json").read_text())) == ["notes.txt", "runtime/extra.so"]
+
+
+def test_package_with_foreign_directory_or_link_inside_is_refused(tmp_path):
+    pkg = fake_package(tmp_path / "pkg")
+    (pkg / "data").mkdir()
+    with pytest.raises(InputError, match=r"\(data\)"):
+        check_replaceable(pkg)
+    (pkg / "data").rmdir()
+    (pkg / "runtime" / "link").symlink_to(tmp_path)  # a link to a directory is never followed
+    with pytest.raises(InputError, match=r"\(runtime/link\)"):
+        check_replaceable(pkg)
+
+
+def test_foreign_manifest_is_not_ours(tmp_path):
+    out = tmp_path / "npm-project"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"name": "app", "files": {}}))
+    with pytest.raises(InputError, match="no manifest.json of ours"):
+        check_replaceable(out)
+
+
+def test_own_package_and_empty_directories_are_replaceable(tmp_path):
+    check_replaceable(fake_package(tmp_path / "pkg", {"__pycache__/loader.cpython-311.pyc": b"pyc"}))
+    (tmp_path / "empty" / "bin").mkdir(parents=True)  # SCons makes the package's directories before a build
+    check_replaceable(tmp_path / "empty")
+    check_replaceable(tmp_path / "new")
+
+
+def test_staged_directory_replaces_own_package(tmp_path):
+    pkg = fake_package(tmp_path / "pkg")
+    with staged_directory(pkg) as stage:
+        (stage / "manifest.json").write_text("{}")
+    assert sorted(p.name for p in pkg.iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
+def test_staged_directory_rechecks_before_swap(tmp_path):
+    pkg = fake_package(tmp_path / "pkg")
+    with pytest.raises(InputError, match="notes.txt"):
+        with staged_directory(pkg) as stage:
+            (stage / "manifest.json").write_text("{}")
+            (pkg / "notes.txt").write_text("written while the package was built")
+    assert (pkg / "notes.txt").exists() and (pkg / "model.so").read_bytes() == b"so"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
+def test_failed_build_keeps_previous_package(tmp_path):
+    pkg = fake_package(tmp_path / "pkg")
+    before = snapshot(pkg)
+    with pytest.raises(RuntimeError):
+        with staged_directory(pkg) as stage:
+            (stage / "manifest.json").write_text("{}")
+            raise RuntimeError("compile failed")
+    assert snapshot(pkg) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
+def test_stale_stages_of_killed_builds_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".pkg.tmp-{int(dead.stdout)}-abc123"
+    live = tmp_path / f".pkg.tmp-{os.getppid()}-abc123"  # a concurrent build that is still running
+    other = tmp_path / f".other.tmp-{int(dead.stdout)}-abc123"
+    for path in (stale, live, other):
+        path.mkdir()
+    with staged_directory(tmp_path / "pkg") as stage:
+        (stage / "manifest.json").write_text("{}")
+    assert not stale.exists() and live.exists() and other.exists()
