@@ -18,6 +18,7 @@ from .package.requirements import package_requirements
 from .package.runtime_libs import runtime_libraries
 from .package.staging import check_replaceable, no_empty_directory_on_failure, staged_directory
 from .target import load_target
+from .target.llvm import check_llvm_names
 from .tuning import threads as thread_choice
 from .tuning.driver import read_records_file, records_file_threads, tune_and_select, write_records_file
 from .tuning.options import TuningOptions
@@ -75,6 +76,7 @@ def prepare(model_path: Path, target, shapes=None, tuned: bool = False) -> Prepa
     started = time.perf_counter()
     model = load_model(model_path, shapes)
     backend.import_tvm()
+    check_llvm_names(target)  # unknown mcpu/mtriple: one line, before LLVM silently uses generic (or TVM crashes)
     tvm_target = backend.make_target(target.tuned_tvm() if tuned else target.tvm)
     mod = frontend.import_onnx(model)
     outputs = output_signature(mod, [o.name for o in model.proto.graph.output])

@@ -1,4 +1,9 @@
-"""Target descriptions: YAML files under `targets/` mapped onto TVM's target dict form plus build settings."""
+"""Target descriptions: YAML files under `targets/` mapped onto TVM's target dict form plus build settings.
+
+Target files are hostile input: `load_target` reads them within fixed bounds (`safeyaml`), checks every key against
+the schema, and reports anything wrong as one InputError line naming the file and key. Names only LLVM can check
+(`mcpu`, `mtriple`) are checked by `llvm.check_llvm_names` where a build imports TVM.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from .load import load_chain
+from .load import load_layers, merged, origins
 from .runner import RunnerSpec, runner_spec
+from .show import text_of
 
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
     platform.machine().lower(), platform.machine().lower())
@@ -19,12 +25,16 @@ _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm6
 
 @dataclass(frozen=True)
 class Target:
-    """A loaded, validated target: the merged spec plus every file it came from."""
+    """A loaded, validated target: the merged spec plus every file it came from.
+
+    `origins` maps each key path of the spec (`tvm.mcpu`) to the file that set it, for errors found after loading.
+    """
 
     name: str
     path: Path
     files: tuple[Path, ...]
     spec: dict = field(repr=False)
+    origins: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def tvm(self) -> dict:
@@ -166,21 +176,23 @@ class Target:
 def load_target(path: str | Path) -> Target:
     """Load a target YAML file, follow `extends`, validate, and check the required keys."""
     path = Path(path)
-    spec, files = load_chain(path)
+    layers = load_layers(path)
+    spec, files = merged(layers), [file for file, _ in layers]
+    where = text_of(str(path), 300)
     tvm = spec.get("tvm")
     if not tvm or "kind" not in tvm:
-        raise InputError(f"{path}: tvm.kind: missing (expected one of: llvm, cuda), in this file or one it extends")
+        raise InputError(f"{where}: tvm.kind: missing (expected one of: llvm, cuda), in this file or one it extends")
     if tvm["kind"] == "llvm" and "mtriple" not in tvm:
-        raise InputError(f"{path}: tvm.mtriple: missing; name the device's triple, e.g. x86_64-linux-gnu or "
+        raise InputError(f"{where}: tvm.mtriple: missing; name the device's triple, e.g. x86_64-linux-gnu or "
                          f"aarch64-linux-gnu (TVM's default triple is not portable)")
     if tvm["kind"] == "cuda":
         for key in ("arch", "host"):
             if key not in tvm:
-                raise InputError(f"{path}: tvm.{key}: missing; a cuda target needs tvm.arch (e.g. sm_80) and tvm.host")
+                raise InputError(f"{where}: tvm.{key}: missing; a cuda target needs tvm.arch (e.g. sm_80) and tvm.host")
         if "mtriple" not in tvm["host"]:
-            raise InputError(f"{path}: tvm.host.mtriple: missing; name the host CPU's triple, e.g. x86_64-linux-gnu")
+            raise InputError(f"{where}: tvm.host.mtriple: missing; name the host CPU's triple, e.g. x86_64-linux-gnu")
     if "host" in tvm and tvm["kind"] != "cuda":
-        raise InputError(f"{path}: tvm.host: only a cuda target has a separate host (tvm.kind is '{tvm['kind']}')")
-    runner_spec(spec.get("tuning", {}).get("runner", {}), str(path))  # one-line errors now, not when tuning
+        raise InputError(f"{where}: tvm.host: only a cuda target has a separate host (tvm.kind is '{tvm['kind']}')")
+    runner_spec(spec.get("tuning", {}).get("runner", {}), where)  # one-line errors now, not when tuning
     name = spec.get("name", path.stem)
-    return Target(name=name, path=path, files=tuple(files), spec=spec)
+    return Target(name=name, path=path, files=tuple(files), spec=spec, origins=origins(layers))

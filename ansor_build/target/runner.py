@@ -3,9 +3,11 @@ tracker)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import InputError
+from .show import shown
 
 KINDS = ("local", "rpc")
 DEFAULT_TIMEOUT = 30.0  # seconds one device may take to upload, load and time one candidate
@@ -44,8 +46,9 @@ class RunnerSpec:
 def parse_tracker(text: str, where: str) -> tuple[str, int]:
     """`HOST:PORT` -> (host, port); `where` prefixes the one-line error (e.g. `pi.yaml: tuning.runner.tracker`)."""
     host, sep, port = str(text).rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError(f"{where}: '{text}' is not HOST:PORT (e.g. 10.0.0.5:9190; the port is 1-65535)")
+    # ASCII digits only: str.isdigit() also passes '²' (int() fails) and 5000 digits (int() refuses)
+    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
+        raise InputError(f"{where}: {shown(str(text), 80)} is not HOST:PORT (e.g. 10.0.0.5:9190; the port is 1-65535)")
     return host.strip("[]"), int(port)
 
 
