@@ -52,7 +52,7 @@ def cmd_db_merge(args) -> int:
     from .tuning.merge import merge
 
     tvm = _target_tvm(args)
-    result = merge([targetdir.resolve_one(d, tvm) for d in args.dirs], Path(args.output))
+    result = merge([targetdir.resolve_one(d, tvm) for d in args.dirs], Path(args.output), tvm)
     print(f"{result.output}: {result.workloads} workloads, {result.records} records, {result.task_lists} task lists "
           f"from {len(result.inputs)} directories ({result.written} files written)")
     return 0
@@ -62,7 +62,8 @@ def cmd_db_stats(args) -> int:
     from .tuning import targetdir
     from .tuning.stats import format_stats, store_stats
 
-    stats = [store_stats(d) for d in targetdir.resolve(args.dir, _target_tvm(args))]
+    tvm = _target_tvm(args)
+    stats = [store_stats(d, tvm) for d in targetdir.resolve(args.dir, tvm)]
     print(json.dumps(stats, indent=2) if args.json else "\n\n".join(format_stats(s) for s in stats))
     return 0
 
@@ -79,8 +80,9 @@ def cmd_db_prune(args) -> int:
     if args.keep_models and not args.target:
         raise InputError("db prune: --keep-models needs --target T.yaml (tasks depend on the target)")
     target = load_target(args.target) if args.target else None
-    directory = targetdir.resolve_one(args.dir, target.tuned_tvm() if target else _records_target(args))
-    store_tvm = targetdir.read_target(directory)
+    tvm = target.tuned_tvm() if target else _records_target(args)
+    directory = targetdir.resolve_one(args.dir, tvm)
+    store_tvm = targetdir.read_target(directory, tvm)
     keep: set[str] = set()
     if target is not None:
         check_target(directory, store_tvm, target.tuned_tvm(), str(args.target))
@@ -102,13 +104,12 @@ def cmd_db_prune(args) -> int:
 
 def _records_target(args) -> dict | None:
     """The target of the first records file (picks the target directory of a tuning root)."""
+    from .tuning.driver import records_file_target
+
     if not args.keep_records:
         return None
-    path = Path(args.keep_records[0])
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("target")
-    except (OSError, ValueError, AttributeError):
-        return None  # reported with its one-line error when the file is read for its tasks
+    target = records_file_target(Path(args.keep_records[0]))  # None: reported when the file is read for its tasks
+    return target if isinstance(target, dict) else None
 
 
 def add_commands(sub, model_args, tuning_args) -> None:

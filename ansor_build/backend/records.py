@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from ..tuning.store import dumps
+from ..errors import InputError
+from ..tuning.store import dumps, record_latency_us, record_problem, workload_problem
 from . import import_tvm
 
 
@@ -81,22 +82,29 @@ def to_tuning_record(record: dict, workload, target):
 
 def applied_records(store, keys: list[str]) -> dict[str, dict]:
     """key -> the best record of each task that has one and beats the task's unscheduled code (what a build
-    applies). With few trials the best schedule found can be slower than no schedule (e.g. a small pooling)."""
+    applies). With few trials the best schedule found can be slower than no schedule (e.g. a small pooling).
+    Only records that can be true are applied (`record_problem`: the store's reader skips the others already)."""
     chosen = {}
     for key in keys:
         entry = store.entry(key)
-        if not (entry.records and entry.header):
+        if not (entry.records and entry.header) or workload_problem(entry.header.get("workload")):
             continue
-        if entry.default_us is not None and entry.best_us > entry.default_us:
+        record = next((r for r in entry.records if record_problem(r, entry.default_us) is None), None)
+        if record is None:
             continue
-        chosen[key] = {"name": entry.header.get("name"), "workload": entry.header["workload"],
-                       "record": entry.records[0]}
+        if entry.default_us is not None and record_latency_us(record) > entry.default_us:
+            continue
+        chosen[key] = {"name": entry.header.get("name"), "workload": entry.header["workload"], "record": record}
     return chosen
 
 
-
 def records_digest(applied: dict[str, dict]) -> str:
-    """Identity of the applied records (part of the package's identity and of its cache key)."""
+    """Identity of the applied records (part of the package's identity and of its cache key). A record that
+    cannot be true is an InputError: no package is identified by (or built with) it."""
+    for key, item in sorted(applied.items()):
+        problem = record_problem(item.get("record") if isinstance(item, dict) else None)
+        if problem:
+            raise InputError(f"applied record of task {key}: {problem}")
     return hashlib.sha256(dumps({k: v["record"] for k, v in sorted(applied.items())}).encode()).hexdigest()
 
 

@@ -9,15 +9,17 @@ import logging
 from pathlib import Path
 
 from ..errors import InputError
-from ..jsonfile import load_json
+from . import safejson
 from .options import TuningOptions
 from .plan import Plan, make_plan
 from .progress import Progress, summary_table
-from .store import dumps, open_store
+from .store import dumps, open_store, record_problem, workload_problem
+from .threads import MAX_THREADS
 
 log = logging.getLogger(__name__)
 
 RECORDS_FORMAT = 1
+MAX_RECORDS_BYTES = 64 << 20  # one applied record and its workload per task: far less for real models
 
 
 def tune_and_select(label: str, tasks, ms_tasks, target, tvm_target, options: TuningOptions, log_dir: Path,
@@ -28,9 +30,11 @@ def tune_and_select(label: str, tasks, ms_tasks, target, tvm_target, options: Tu
     if options.mode == "off":
         return make_plan(tasks, None, options), {}
     store = open_store(options.tuning_dir, target.tuned_tvm())
+    store.restore_target_file()
     plan = make_plan(tasks, store, options)
     log.info("%s: %s", label, plan.line())
     if plan.to_tune:
+        store.check_writable()  # a read-only store fails now, not after the first measured batch
         history = log_dir / "progress.jsonl"
         history.unlink(missing_ok=True)  # this build's tuning only
         progress = progress or Progress(label, history=history)
@@ -120,28 +124,64 @@ def write_records_file(path: Path, tvm_target: dict, task_keys: list[str], appli
     return True
 
 
+def records_file_problem(data) -> str | None:
+    """Why a parsed records file (format and target already checked) cannot be applied, or None."""
+    tasks, applied = data.get("tasks", []), data.get("records")
+    if not isinstance(tasks, list) or not all(isinstance(key, str) for key in tasks):
+        return "tasks is not a list of task keys"
+    if not isinstance(applied, dict):
+        return "records is not an object (task key -> applied record)"
+    listed = set(tasks) if "tasks" in data else None
+    for key, item in sorted(applied.items()):
+        if listed is not None and key not in listed:
+            return f"record of task {key}: not one of the file's tasks"
+        if not isinstance(item, dict) or "record" not in item:
+            return f"record of task {key}: not {{name, workload, record}}"
+        if item.get("name") is not None and not isinstance(item["name"], str):
+            return f"record of task {key}: name is not a string"
+        problem = workload_problem(item.get("workload")) or record_problem(item["record"])
+        if problem:
+            return f"record of task {key}: {problem}"
+    threads = data.get("runtime_threads")
+    if threads is not None and not (isinstance(threads, int) and not isinstance(threads, bool)
+                                    and 1 <= threads <= MAX_THREADS):
+        return f"runtime_threads {threads!r:.40} is not a thread count (1 to {MAX_THREADS})"
+    return None
+
+
 def _load_records_file(path: Path, tvm_target: dict) -> dict:
-    data = load_json(path, "records file not found")
+    data = safejson.load(path, "records file not found", MAX_RECORDS_BYTES)
     if not isinstance(data, dict) or data.get("format") != RECORDS_FORMAT:
         raise InputError(f"{path}: not an ansor-build records file (format {RECORDS_FORMAT})")
     if data.get("target") != tvm_target:
-        raise InputError(f"{path}: records are for target {dumps(data.get('target'))}, not for "
+        raise InputError(f"{path}: records are for target {dumps(data.get('target'))[:300]}, not for "
                          f"{dumps(tvm_target)}")
+    problem = records_file_problem(data)
+    if problem:
+        raise InputError(f"{path}: {problem}; write the file again (ansor-build tune ... --records-out {path.name})")
     return data
 
 
 def read_records_file(path: Path, tvm_target: dict) -> dict:
-    """The applied records of a records file written for `tvm_target` (one-line errors otherwise)."""
+    """The applied records of a records file written for `tvm_target` (one-line errors otherwise: a file that is
+    not JSON, too large, of another shape or target, or holds a record that cannot be true)."""
     return _load_records_file(path, tvm_target)["records"]
 
 
 def records_file_threads(path: Path, tvm_target: dict) -> int | None:
     """The runtime thread count chosen for a records file's records, if one was."""
-    threads = _load_records_file(path, tvm_target).get("runtime_threads")
-    return int(threads) if isinstance(threads, int) and threads > 0 else None
-
+    return _load_records_file(path, tvm_target).get("runtime_threads")
 
 
 def records_file_tasks(path: Path, tvm_target: dict) -> list[str]:
     """Every task key of the model a records file was written for (applied or not)."""
-    return [str(key) for key in _load_records_file(path, tvm_target).get("tasks", [])]
+    return list(_load_records_file(path, tvm_target).get("tasks", []))
+
+
+def records_file_target(path: Path):
+    """The target a records file names, or None when it cannot be read (its error comes when it is read whole)."""
+    try:
+        data = safejson.load(path, "records file not found", MAX_RECORDS_BYTES)
+    except InputError:
+        return None
+    return data.get("target") if isinstance(data, dict) else None

@@ -7,7 +7,9 @@ the largest count can only under-count, which costs a few trials later, never a 
 if any input says so; `budget` (the task had its share of a complete run) the largest; `default_us` the smallest
 measured; `failed` and `last_error` from the input with the most trials; name and workload from the input whose
 (name, workload) sorts first (one key is one subgraph; names may differ between models). Task lists (models/) are
-united. The output does not depend on the order of the inputs; corrupt files and different targets are refused.
+united. The output does not depend on the order of the inputs; corrupt files (records that cannot be true
+included, see `store.record_problem`) and different targets are refused. A directory that lost its target.json is
+taken for the target it is named for (`--target`, or another input's target) and the output gets the file back.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from pathlib import Path
 
 from ..errors import InputError
 from . import tasklist
-from .store import Entry, best_records, directory_lock, dumps, entry_text, read_entry, target_dirname, \
-    target_json_text, write_atomic
-from .targetdir import TARGET_JSON, check_same_target, is_target_dir, read_target
+from .store import Entry, best_records, directory_lock, dumps, entry_text, read_entry, record_problem, \
+    target_dirname, target_json_text, write_atomic
+from .targetdir import TARGET_JSON, check_same_target, holds_records, lost_target, read_target
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,15 @@ def merge_entries(entries: list[Entry]) -> tuple[dict, list[dict]]:
     header.pop("last_error", None)
     most = max(entries, key=lambda e: (e.trials, dumps(e.header))).header
     header.update({name: most[name] for name in ("failed", "last_error") if name in most})
-    return header, best_records(r for e in entries for r in e.records)
+    records = []
+    for entry in entries:  # a record plausible in its own file may not be against another's smaller default
+        for record in entry.records:
+            problem = record_problem(record, header.get("default_us"))
+            if problem:
+                log.warning("%s: a record not merged: %s", entry.path, problem)
+            else:
+                records.append(record)
+    return header, best_records(records)
 
 
 def _output_dir(output: Path, tvm: dict) -> Path:
@@ -78,20 +88,31 @@ def _output_dir(output: Path, tvm: dict) -> Path:
     directory (named after the target); a new path becomes the target directory."""
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: exists and is not a directory")
-    if output.is_dir() and not is_target_dir(output):
+    if output.is_dir() and not holds_records(output):
         return output / target_dirname(tvm)
     return output
 
 
-def merge(inputs: list[Path], output: Path) -> MergeResult:
-    """Merge target directories of one target into `output` (which may be one of them, or hold records already)."""
+def _target_of(directory: Path, tvm: dict | None, hint: dict | None) -> dict:
+    """`read_target`; a directory without target.json named for `hint` (another input's target) is that target."""
+    if tvm is None and hint is not None and lost_target(directory) and directory.name == target_dirname(hint):
+        return hint
+    return read_target(directory, tvm)
+
+
+def merge(inputs: list[Path], output: Path, tvm: dict | None = None) -> MergeResult:
+    """Merge target directories of one target into `output` (which may be one of them, or hold records already).
+
+    `tvm`: the target the command was given (--target), which names directories that lost their target.json.
+    """
     inputs = [Path(p) for p in inputs]
-    targets = [read_target(p) for p in inputs]
-    for path, tvm in zip(inputs[1:], targets[1:]):
-        check_same_target(inputs[0], targets[0], path, tvm)
+    hint = tvm or next((read_target(p) for p in inputs if not lost_target(p)), None)
+    targets = [_target_of(p, tvm, hint) for p in inputs]
+    for path, target in zip(inputs[1:], targets[1:]):
+        check_same_target(inputs[0], targets[0], path, target)
     out = _output_dir(Path(output), targets[0])
-    if is_target_dir(out):
-        check_same_target(inputs[0], targets[0], out, read_target(out))
+    if holds_records(out):
+        check_same_target(inputs[0], targets[0], out, _target_of(out, tvm, targets[0]))
     sources = [p for p in inputs if not (out.exists() and p.resolve() == out.resolve())]
     stores = [read_store(p) for p in sources]  # everything is validated before anything is written
     try:

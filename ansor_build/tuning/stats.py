@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
 from . import tasklist
 from .progress import format_us
 from .store import dumps, read_entry
 from .targetdir import read_target
 
 
-def store_stats(directory: Path) -> dict:
-    """Totals and one row per workload (sorted by name, then key); unreadable lines are counted, not fatal."""
+def store_stats(directory: Path, tvm: dict | None = None) -> dict:
+    """Totals and one row per workload (sorted by name, then key); unreadable lines (records that cannot be true
+    included) are counted, not fatal. A missing or unreadable target.json gives target None and `target_error`
+    (`tvm`, the command's --target, names the target of a directory named for it)."""
     directory = Path(directory)
+    try:
+        target, target_error = read_target(directory, tvm), None
+    except InputError as err:
+        target, target_error = None, str(err)
     rows, versions = [], set()
     for path in sorted(directory.glob("*.jsonl")):
         entry = read_entry(path)
@@ -24,10 +31,13 @@ def store_stats(directory: Path) -> dict:
                      "budget": entry.budget,
                      "unreadable_lines": len(entry.corrupt)})
     rows.sort(key=lambda row: (row["name"] or "", row["key"]))
-    return {"directory": str(directory), "target": read_target(directory), "workloads": len(rows),
-            "records": sum(r["records"] for r in rows), "trials": sum(r["trials"] for r in rows),
-            "task_lists": len(list((directory / tasklist.MODELS_DIR).glob("*.json"))),
-            "tvm_versions": sorted(versions), "tasks": rows}
+    stats = {"directory": str(directory), "target": target, "workloads": len(rows),
+             "records": sum(r["records"] for r in rows), "trials": sum(r["trials"] for r in rows),
+             "task_lists": len(list((directory / tasklist.MODELS_DIR).glob("*.json"))),
+             "tvm_versions": sorted(versions), "tasks": rows}
+    if target_error:
+        stats["target_error"] = target_error
+    return stats
 
 
 def format_stats(stats: dict) -> str:
@@ -35,7 +45,8 @@ def format_stats(stats: dict) -> str:
     lines = [f"{stats['directory']}: {stats['workloads']} workloads, {stats['records']} records, "
              f"{stats['trials']} trials, {stats['task_lists']} task lists; records from apache-tvm "
              f"{', '.join(stats['tvm_versions']) or '-'}",
-             f"target {dumps(stats['target'])}",
+             f"target {dumps(stats['target'])}" if stats["target"] is not None else
+             f"target unknown: {stats.get('target_error')}",
              f"{'task':<34} {'key':<16} {'trials':>6} {'records':>7} {'best':>11} {'default':>11} {'speedup':>7}  notes"]
     for row in stats["tasks"]:
         speedup = f"{row['default_us'] / row['best_us']:.1f}x" if row["default_us"] and row["best_us"] else "-"

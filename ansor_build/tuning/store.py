@@ -9,12 +9,15 @@ Layout (meant to be committed or cached by product repos; stable text, determini
                     "budget": the largest trials-per-task budget of a run that gave the task its share;
                     "exhausted": its search ran out of candidates)
         line 2+: {"args_info", "run_us", "trace", "tvm"}         best first, at most TOP_K, failed ones not kept
+                 run_us: measured latencies (us), each at least MIN_US and below FAILED_US; a record more than
+                 PLAUSIBLE_SPEEDUP times faster than the header's default_us is a measurement error, not a record
     <tuning_dir>/<kind>-<arch>-<cpu>-<hash8>/models/<key16>.json  a model's task keys (see `tasklist`)
 
 TVM's own databases are not target-aware (records of one CPU would be applied to another), hence a directory per
 target, named by a hash of the target's `tvm:` mapping. Writers hold an exclusive lock on `<dir>/.lock` for each
 read-modify-write and replace files by rename, so concurrent builds lose nothing and readers never see half a file.
-A line that does not parse is reported (file and line) and skipped, and kept verbatim at the end of the file.
+A line that does not parse, or holds a record that cannot be true (see `record_problem`), is reported (file and
+line) and skipped, and kept verbatim at the end of the file.
 """
 
 from __future__ import annotations
@@ -25,16 +28,23 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from . import safejson
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 TOP_K = 32
 FAILED_US = 1e9  # MetaSchedule stores a failed run as 1e10 s
+MIN_US = 1e-3  # 1 ns: no measured kernel call is faster
+PLAUSIBLE_SPEEDUP = 1000  # tuned kernels beat unscheduled code by ~10-100x; 1000x more is a broken measurement
+MAX_RUNS = 1000  # run_us values of one record (MetaSchedule's runner measures `repeat` times, 1 by default)
+MAX_COUNT = 10**9  # trials, failures
+MAX_FILE_BYTES = 64 << 20  # a task file holds one header and TOP_K records (a few MB for the largest workloads)
 
 
 def dumps(obj) -> str:
@@ -58,6 +68,76 @@ def target_json_text(tvm_target: dict) -> str:
 def record_latency_us(record: dict) -> float:
     runs = record["run_us"]
     return sum(runs) / len(runs)
+
+
+def _short(value, limit: int = 60) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict, str)) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def latency_problem(value, what: str) -> str | None:
+    """Why `value` cannot be a measured latency in microseconds (None when it can)."""
+    if not _is_number(value) or not MIN_US <= value < FAILED_US:  # NaN and infinities fail the comparison too
+        return f"{what} {_short(value)} is not a latency (a number of microseconds from {MIN_US:g} to {FAILED_US:g})"
+    return None
+
+
+def failed_record(record) -> bool:
+    """A measurement MetaSchedule marked as failed (run times of 1e10 s): counted as a trial, never kept."""
+    runs = record.get("run_us") if isinstance(record, dict) else None
+    return isinstance(runs, list) and any(_is_number(x) and x >= FAILED_US for x in runs)
+
+
+def record_problem(record, default_us: float | None = None) -> str | None:
+    """Why `record` cannot be a true tuning record (None when it can): not a record, a run time that is no latency
+    (negative, zero, NaN, infinite, below MIN_US, a failure), or more than PLAUSIBLE_SPEEDUP times faster than
+    `default_us`, the task's unscheduled code."""
+    if not (isinstance(record, dict) and isinstance(record.get("run_us"), list) and "trace" in record
+            and "args_info" in record):
+        return "not a tuning record (needs run_us, trace, args_info)"
+    if not isinstance(record["trace"], list) or not isinstance(record["args_info"], list):
+        return "not a tuning record (trace and args_info must be lists)"
+    runs = record["run_us"]
+    if not runs or len(runs) > MAX_RUNS:
+        return f"run_us has {len(runs)} values (expected 1 to {MAX_RUNS})"
+    for value in runs:
+        problem = latency_problem(value, "run_us value")
+        if problem:
+            return problem
+    latency = record_latency_us(record)
+    if default_us is not None and latency * PLAUSIBLE_SPEEDUP < default_us:
+        return (f"run_us {latency:g} us is {default_us / latency:.0f}x faster than the task's default schedule "
+                f"({default_us:g} us): not a plausible measurement (at most {PLAUSIBLE_SPEEDUP}x)")
+    return None
+
+
+def workload_problem(workload) -> str | None:
+    """Why `workload` is not MetaSchedule's JSON of a workload: [structural hash, base64 module] (None if it is)."""
+    if not (isinstance(workload, list) and len(workload) == 2 and all(isinstance(x, str) for x in workload)):
+        return "workload is not [structural hash, base64 module] (two strings)"
+    return None
+
+
+def header_problem(header) -> str | None:
+    """Why the first line of a task file is not a usable header (None when it is)."""
+    if not (isinstance(header, dict) and header.get("format") == FORMAT and "workload" in header):
+        return f"not a format-{FORMAT} header"
+    if workload_problem(header["workload"]):
+        return f"header {workload_problem(header['workload'])}"
+    for name in ("key", "name", "last_error"):
+        if header.get(name) is not None and not isinstance(header[name], str):
+            return f"header {name} {_short(header[name])} is not a string"
+    for name in ("trials", "failed", "budget"):
+        value = header.get(name, 0)
+        if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT):
+            return f"header {name} {_short(value)} is not a count (an integer from 0 to {MAX_COUNT})"
+    if header.get("default_us") is not None:
+        return latency_problem(header["default_us"], "header default_us")
+    return None
 
 
 def _record_order(record: dict):
@@ -127,38 +207,57 @@ class Entry:
         return self.header.get("default_us") if self.header else None
 
 
-
-def _valid_record(obj) -> bool:
-    return (isinstance(obj, dict) and isinstance(obj.get("run_us"), list) and obj["run_us"]
-            and all(isinstance(x, (int, float)) for x in obj["run_us"]) and "trace" in obj and "args_info" in obj)
+def _lines(path: Path) -> list[str] | None:
+    """The lines of a task file (None when it does not exist). Lines that are not UTF-8 keep their bytes
+    (surrogate escapes, written back as they were); they do not parse."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    if path.is_dir() or not path.is_file():
+        raise InputError(f"{path}: not a regular file (a task file was expected); remove it")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB, more than a task file holds (one header "
+                         f"and {TOP_K} records); delete it (its task is tuned again)")
+    return data.decode("utf-8", errors="surrogateescape").split("\n")
 
 
 def read_entry(path: Path, strict: bool = False) -> Entry:
-    """Parse a task file. A bad line is logged, skipped and kept (`Entry.corrupt`); `strict` raises InputError
-    naming the file and line instead (tools that rewrite stores refuse to guess)."""
+    """Parse a task file. A bad line (not JSON, not a header or record, or a record that cannot be true, see
+    `record_problem`) is logged, skipped and kept (`Entry.corrupt`); `strict` raises InputError naming the file
+    and line instead (tools that rewrite stores refuse to guess). A file that cannot be read at all (too large, a
+    directory) is an InputError either way."""
     entry = Entry(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+    lines = _lines(path)
+    if lines is None:
         return entry
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        reason = None
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            obj, reason = None, f"invalid JSON ({err.msg} at column {err.colno})"
-        if reason is None and number == 1:
-            if isinstance(obj, dict) and obj.get("format") == FORMAT and "workload" in obj:
-                entry.header = obj
-                continue
-            reason = f"not a format-{FORMAT} header"
-        elif reason is None and not _valid_record(obj):
-            reason = "not a tuning record (needs run_us, trace, args_info)"
-        elif reason is None:
-            entry.records.append(obj)
-            continue
+            line.encode("utf-8")
+            obj = safejson.parse(line, one_line=True)
+        except UnicodeEncodeError:
+            reason = "not UTF-8 text"
+        except ValueError as err:
+            reason = str(err)
+        else:
+            if number == 1:
+                reason = header_problem(obj)
+                if reason is None:
+                    entry.header = obj
+                    continue
+            else:
+                reason = record_problem(obj, entry.default_us)
+                if reason is None:
+                    entry.records.append(obj)
+                    continue
         if strict:
             raise InputError(f"{path}:{number}: {reason}; fix or delete the line")
         log.warning("%s:%d: %s; line skipped (kept in the file)", path, number, reason)
@@ -181,10 +280,57 @@ class TuningStore:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise InputError(f"{self.directory}: cannot create tuning directory: {err.strerror}") from None
+            raise InputError(f"{self.directory}: cannot create tuning directory: {err.strerror}{_READ_ONLY_HINT}") \
+                from None
         meta = self.directory / "target.json"
         if not meta.exists():
+            try:
+                write_atomic(meta, target_json_text(self.tvm_target))
+            except OSError as err:
+                raise InputError(f"{meta}: cannot write: {err.strerror or err}{_READ_ONLY_HINT}") from None
+
+    def check_writable(self) -> None:
+        """Fail now, in one line naming the directory, if tuning could not store its records here (before any
+        trial is measured: a read-only store would otherwise fail at the first measured batch)."""
+        self._ensure()
+        for path in (self.directory, self.directory / ".lock", self.directory / ".claims"):
+            mode = os.W_OK | (os.X_OK if path.is_dir() else 0)
+            if path.exists() and not os.access(path, mode):
+                what = "directory" if path == self.directory else path.name
+                raise InputError(f"{self.directory}: tuning store is not writable ({what}){_READ_ONLY_HINT}")
+        try:  # the real test (os.access does not see every read-only mount or ACL)
+            handle, probe = tempfile.mkstemp(prefix=".write-test-", dir=self.directory)
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as err:
+            raise InputError(f"{self.directory}: tuning store is not writable ({err.strerror or err})"
+                             f"{_READ_ONLY_HINT}") from None
+
+    def restore_target_file(self) -> None:
+        """Rewrite a missing or unreadable `target.json` of this target's existing directory (its name is the
+        hash of this target's mapping, so its records are this target's); one naming another target is refused.
+        Only a warning where the store is read-only (builds that reuse records write nothing else)."""
+        from .targetdir import read_target
+
+        meta = self.directory / "target.json"
+        if not self.directory.is_dir():
+            return
+        try:
+            found = read_target(self.directory)
+        except InputError as err:
+            reason = "missing" if not meta.exists() else str(err).split(": ", 1)[-1]
+        else:
+            if found != self.tvm_target:
+                raise InputError(f"{meta}: records are for target {dumps(found)}, but the directory is named for "
+                                 f"{dumps(self.tvm_target)}; move the directory away, or delete {meta.name} if its "
+                                 f"records are for this target")
+            return
+        try:
             write_atomic(meta, target_json_text(self.tvm_target))
+        except OSError as err:
+            log.warning("%s: %s, and not rewritten (%s)", meta, reason, err.strerror or err)
+            return
+        log.warning("%s: %s; rewritten for this target (the directory is named by its hash)", meta, reason)
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.jsonl"
@@ -212,8 +358,12 @@ class TuningStore:
         """
         self._ensure()
         locks = self.directory / ".claims"
-        locks.mkdir(exist_ok=True)
-        with open(locks / f"{key}.lock", "a+") as handle:
+        try:
+            locks.mkdir(exist_ok=True)
+        except OSError as err:
+            raise InputError(f"{self.directory}: cannot write {locks.name}/ ({err.strerror or err}){_READ_ONLY_HINT}") \
+                from None
+        with _open_lock(locks / f"{key}.lock", self.directory, _READ_ONLY_HINT) as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
@@ -253,29 +403,55 @@ class TuningStore:
             header = dict(entry.header or {"format": FORMAT, "key": key, "name": name, "trials": 0,
                                             "workload": workload})
             header["trials"] = int(header.get("trials", 0)) + trials
-            if default_us is not None:
-                header["default_us"] = round(default_us, 4)
             if failed:
                 header["failed"] = int(header.get("failed", 0)) + failed
                 header["last_error"] = str(error or "")[:300]
-            measured = [dict(r, tvm=self.tvm_version) for r in records if record_latency_us(r) < FAILED_US]
-            kept = best_records([*entry.records, *measured])
+            if default_us is not None:
+                rounded = round(float(default_us), 4)
+                problem = latency_problem(rounded, "measured default_us")
+                if problem:
+                    log.warning("%s: %s; not kept", self.path(key), problem)
+                else:
+                    header["default_us"] = rounded
+            kept = []
+            for record in [*entry.records, *(dict(r, tvm=self.tvm_version) for r in records)]:
+                problem = record_problem(record, header.get("default_us"))
+                if problem is None:
+                    kept.append(record)
+                elif not failed_record(record):  # failed trials are counted above, not kept
+                    log.warning("%s: record of %s not kept: %s", self.path(key), name, problem)
+            kept = best_records(kept)
             write_atomic(self.path(key), entry_text(header, kept, entry.corrupt))
             entry.header, entry.records = header, kept
             return entry
 
 
+_READ_ONLY_HINT = ("; make it writable, pass another --tuning-dir, or build with --tune reuse (applies its records, "
+                   "measures nothing)")
+_WRITABLE_HINT = "; make it writable, or work on a copy"
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` by rename, so readers never see half a file."""
+    """Replace `path` by rename, so readers never see half a file. Kept lines that were not UTF-8 (surrogate
+    escapes, see `read_entry`) are written back byte for byte."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
     os.replace(tmp, path)
+
+
+def _open_lock(path: Path, directory: Path, hint: str = _WRITABLE_HINT):
+    """A lock file opened for flock; a store that cannot be written is a one-line InputError."""
+    try:
+        return open(path, "a+")
+    except OSError as err:
+        raise InputError(f"{directory}: cannot lock the tuning store ({path.name}: {err.strerror or err}){hint}") \
+            from None
 
 
 @contextlib.contextmanager
 def directory_lock(directory: Path):
     """Exclusive lock on `<directory>/.lock`: the writers of one target directory take turns."""
-    with open(Path(directory) / ".lock", "a+") as handle:
+    with _open_lock(Path(directory) / ".lock", directory) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -1,7 +1,9 @@
 """Finding the per-target directories of a record store from command-line arguments (the `db` tools).
 
-An argument is a target directory (it holds target.json), or a tuning directory holding target directories: then
-the one of the given target, else its only one.
+An argument is a target directory (it holds target.json, or task files whose target.json was lost), or a tuning
+directory holding target directories: then the one of the given target, else its only one. A target directory
+without its target.json is still found (and reported: see `read_target`); a tuning build of its target rewrites
+the file (`TuningStore.restore_target_file`).
 """
 
 from __future__ import annotations
@@ -9,30 +11,60 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..jsonfile import load_json
+from . import safejson
 from .store import FORMAT, dumps, target_dirname
 
 TARGET_JSON = "target.json"
+MAX_TARGET_BYTES = 1 << 20
 
 
 def is_target_dir(path: Path) -> bool:
     return (Path(path) / TARGET_JSON).is_file()
 
 
-def read_target(directory: Path) -> dict:
-    """The TVM target (dict form) of a target directory, from its target.json (one-line errors)."""
+def lost_target(path: Path) -> bool:
+    """A target directory whose target.json is missing: it holds task files (`<key>.jsonl`) but no target.json."""
+    path = Path(path)
+    return path.is_dir() and not (path / TARGET_JSON).exists() and any(path.glob("*.jsonl"))
+
+
+def holds_records(path: Path) -> bool:
+    """A target directory, with its target.json or without (lost)."""
+    return is_target_dir(path) or lost_target(path)
+
+
+def missing_target_message(directory: Path, tvm: dict | None = None) -> str:
+    """One line: which target.json is missing, and how to get it back."""
+    directory = Path(directory)
+    named = (f" (--target names {target_dirname(tvm)}/, not this directory)" if tvm is not None else
+             ", or pass --target T.yaml if the directory is named for that target")
+    return (f"{directory / TARGET_JSON}: missing, so the target of its records is unknown; restore it, or run a "
+            f"build of its target with --tuning-dir {directory.parent} and --tune reuse (it rewrites the file)"
+            f"{named}")
+
+
+def read_target(directory: Path, tvm: dict | None = None) -> dict:
+    """The TVM target (dict form) of a target directory, from its target.json (one-line errors).
+
+    Without target.json, `tvm` (the target a command was given) is the directory's target when the directory
+    is named for it (`target_dirname`: the name holds the hash of its mapping).
+    """
     path = Path(directory) / TARGET_JSON
-    if not path.is_file():
+    if not path.exists():
+        if tvm is not None and Path(directory).name == target_dirname(tvm):
+            return tvm
+        if lost_target(directory):
+            raise InputError(missing_target_message(directory, tvm))
         raise InputError(f"{directory}: not a tuning target directory ({TARGET_JSON} not found)")
-    doc = load_json(path, f"{TARGET_JSON} not found")
+    doc = safejson.load(path, f"{TARGET_JSON} not found", MAX_TARGET_BYTES)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("tvm"), dict):
         raise InputError(f"{path}: not a format-{FORMAT} target file (expected {{\"format\": {FORMAT}, \"tvm\": {{...}}}})")
     return doc["tvm"]
 
 
 def target_dirs(root: Path) -> list[Path]:
-    """The target directories directly under a tuning directory, sorted."""
-    return sorted(p for p in Path(root).iterdir() if p.is_dir() and is_target_dir(p))
+    """The target directories directly under a tuning directory (with or without target.json), sorted."""
+    return sorted(p for p in Path(root).iterdir() if p.is_dir() and holds_records(p))
 
 
 def resolve(arg: str | Path, tvm: dict | None = None) -> list[Path]:
@@ -41,11 +73,11 @@ def resolve(arg: str | Path, tvm: dict | None = None) -> list[Path]:
     if not path.is_dir():
         raise InputError(f"{path}: {'not a directory' if path.exists() else 'not found'} (expected a tuning "
                          f"directory or one of its target directories)")
-    if is_target_dir(path):
+    if holds_records(path):
         return [path]
     if tvm is not None:
         candidate = path / target_dirname(tvm)
-        if not is_target_dir(candidate):
+        if not holds_records(candidate):
             raise InputError(f"{path}: no records for target {dumps(tvm)} (looked for {candidate.name}/)")
         return [candidate]
     found = target_dirs(path)

@@ -50,7 +50,7 @@ def read_tasks(path: Path) -> list[str] | None:
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
         return [str(key) for key in doc["tasks"]] if doc.get("format") == FORMAT else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..errors import InputError
+from . import safejson
 from .store import dumps, write_atomic
 from .tasklist import THREADS_DIR, list_path
 
@@ -42,6 +44,7 @@ FORMAT = 2  # 2: timed with the package's thread pool (1: TVM's, which made fewe
 MARGIN = 0.05  # fewer threads must be at least 5% faster
 ROUNDS = 7  # medians of ROUNDS rounds of REPEAT runs, per thread count
 REPEAT = 100
+MAX_THREADS = 4096
 
 
 def candidates(max_threads: int) -> list[int]:
@@ -59,14 +62,17 @@ def choice_path(target_dir: Path, model_sha256: str, shapes: dict | None) -> Pat
 
 
 def stored_choice(path: Path, records_sha256: str) -> int | None:
-    """The thread count measured for these records, or None (missing, unreadable, or other records)."""
+    """The thread count measured for these records, or None (missing, unreadable, other records, or a count
+    that cannot be one: not an integer from 1 to MAX_THREADS)."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        if doc.get("format") == FORMAT and doc.get("records_sha256") == records_sha256:
-            return int(doc["threads"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    return None
+        doc = safejson.parse(safejson.read_text(path, "not found", 1 << 20))
+    except (InputError, ValueError):
+        return None
+    if not (isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("records_sha256") == records_sha256):
+        return None
+    threads = doc.get("threads")
+    valid = isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= MAX_THREADS
+    return threads if valid else None
 
 
 def fastest(latency_us: dict[int, float]) -> int:

@@ -122,6 +122,30 @@ def test_stats_text_and_json(two_stores):
     assert rows["only_b"]["budget"] == 64 and rows["shared"]["budget"] == 8
 
 
+def test_stats_and_merge_of_records_that_cannot_be_true(two_stores, tmp_path):
+    """Issue 21: a record line with run_us [-5] became the task's best (stats printed a speed-up of -1.8x)."""
+    _, b = two_stores
+    path = b.directory / "shared.jsonl"
+    path.write_text(path.read_text() + json.dumps(rec(-5.0, "neg")) + "\n" + '{"run_us": [NaN], "trace": [], '
+                    '"args_info": []}\n')
+    proc = run_cli("db", "stats", b.directory, check=True)
+    assert f"{path}:5: run_us value -5.0 is not a latency" in proc.stderr and f"{path}:6: invalid JSON" in proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("fused_x"))
+    assert "2.0 us" in row and "4.5x" in row and "2 unreadable lines" in row and "-5" not in row
+    line = one_line_error(run_cli("db", "merge", b.directory, "-o", tmp_path / "out"))
+    assert f"{path}:5: run_us value -5.0 is not a latency" in line and not (tmp_path / "out").exists()
+
+
+def test_stats_and_merge_of_a_target_directory_without_target_json(two_stores, tmp_path):
+    a, _ = two_stores
+    (a.directory / "target.json").unlink()
+    proc = run_cli("db", "stats", a.directory, check=True)
+    assert f"target unknown: {a.directory}/target.json: missing" in proc.stdout and "fused_a" in proc.stdout
+    line = one_line_error(run_cli("db", "merge", tmp_path / "a", "-o", tmp_path / "out"))
+    assert f"{a.directory}/target.json: missing" in line and "--tune reuse" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_prune_is_a_dry_run_until_applied(tmp_path):
     target = load_target(HOST_TARGET)
     store = TuningStore(tmp_path / "tuning", target.tuned_tvm(), "v")
