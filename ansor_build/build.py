@@ -20,7 +20,8 @@ from .package.staging import check_replaceable, no_empty_directory_on_failure, s
 from .target import load_target
 from .target.llvm import check_llvm_names
 from .tuning import threads as thread_choice
-from .tuning.driver import read_records_file, records_file_threads, tune_and_select, write_records_file
+from .tuning.driver import (check_records_out, read_records_file, records_file_threads, tune_and_select,
+                            write_records_file)
 from .tuning.options import TuningOptions
 from .tuning.store import record_latency_us, target_dirname
 from .tuning.tasklist import write_task_list
@@ -108,6 +109,7 @@ def tune_model(model_path: str | Path, target_path: str | Path, options: TuningO
     Returns the plan.
     """
     records_out = Path(records_out)
+    check_records_out(records_out)  # before any work: a file that is not a records file is never overwritten
     prepared = prepare(Path(model_path), load_target(target_path), shapes, tuned=True)
     plan, applied = _select_records(prepared, options, records_out.parent / f"{records_out.stem}.logs")
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 from ..errors import InputError
-from . import safejson
+from .. import jsonfile
 from .options import TuningOptions
 from .plan import Plan, make_plan
 from .progress import Progress, summary_table
@@ -111,17 +113,50 @@ def write_records_file(path: Path, tvm_target: dict, task_keys: list[str], appli
                        threads: int | None = None) -> bool:
     """Write the applied records (canonical JSON); leave the file untouched if equal. True if it changed.
 
-    `tasks` lists every task key of the model (what `db prune --keep-records` keeps).
+    `tasks` lists every task key of the model (what `db prune --keep-records` keeps). An existing file is
+    replaced only when it is a records file (ours, of any target): anything else is refused with one line.
     """
     text = records_text(tvm_target, task_keys, applied, threads)
     path = Path(path)
-    if path.exists() and path.read_text(encoding="utf-8") == text:
+    if check_records_out(path) == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return True
+
+
+def check_records_out(path: Path) -> str | None:
+    """The text of the records file at `path` (None if there is none); InputError when something that is not a
+    records file is there (a build must never overwrite what ansor-build did not write)."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise InputError(f"{path}: exists and is not a records file (a directory, link or device); choose another "
+                         f"--records-out path")
+    if not path.exists():
+        return None
+    try:
+        current = jsonfile.read_text(path, "not found", MAX_RECORDS_BYTES)
+    except InputError:
+        current = None
+    if not _is_records_file(current):
+        raise InputError(f"{path}: exists and is not an ansor-build records file; refusing to overwrite it: "
+                         f"choose another --records-out path")
+    return current
+
+
+def _is_records_file(text: str | None) -> bool:
+    try:
+        data = jsonfile.parse(text) if text is not None else None
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("format") == RECORDS_FORMAT and "records" in data
 
 
 def records_file_problem(data) -> str | None:
@@ -150,7 +185,7 @@ def records_file_problem(data) -> str | None:
 
 
 def _load_records_file(path: Path, tvm_target: dict) -> dict:
-    data = safejson.load(path, "records file not found", MAX_RECORDS_BYTES)
+    data = jsonfile.load(path, "records file not found", MAX_RECORDS_BYTES)
     if not isinstance(data, dict) or data.get("format") != RECORDS_FORMAT:
         raise InputError(f"{path}: not an ansor-build records file (format {RECORDS_FORMAT})")
     if data.get("target") != tvm_target:
@@ -181,7 +216,7 @@ def records_file_tasks(path: Path, tvm_target: dict) -> list[str]:
 def records_file_target(path: Path):
     """The target a records file names, or None when it cannot be read (its error comes when it is read whole)."""
     try:
-        data = safejson.load(path, "records file not found", MAX_RECORDS_BYTES)
+        data = jsonfile.load(path, "records file not found", MAX_RECORDS_BYTES)
     except InputError:
         return None
     return data.get("target") if isinstance(data, dict) else None

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from . import safejson
+from .. import jsonfile
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def read_entry(path: Path, strict: bool = False) -> Entry:
             continue
         try:
             line.encode("utf-8")
-            obj = safejson.parse(line, one_line=True)
+            obj = jsonfile.parse(line, one_line=True)
         except UnicodeEncodeError:
             reason = "not UTF-8 text"
         except ValueError as err:

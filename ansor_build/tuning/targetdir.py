@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from . import safejson
+from .. import jsonfile
 from .store import FORMAT, dumps, target_dirname
 
 TARGET_JSON = "target.json"
@@ -56,7 +56,7 @@ def read_target(directory: Path, tvm: dict | None = None) -> dict:
         if lost_target(directory):
             raise InputError(missing_target_message(directory, tvm))
         raise InputError(f"{directory}: not a tuning target directory ({TARGET_JSON} not found)")
-    doc = safejson.load(path, f"{TARGET_JSON} not found", MAX_TARGET_BYTES)
+    doc = jsonfile.load(path, f"{TARGET_JSON} not found", MAX_TARGET_BYTES)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("tvm"), dict):
         raise InputError(f"{path}: not a format-{FORMAT} target file (expected {{\"format\": {FORMAT}, \"tvm\": {{...}}}})")
     return doc["tvm"]

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
-from . import safejson
+from .. import jsonfile
 from .store import dumps, write_atomic
 from .tasklist import THREADS_DIR, list_path
 
@@ -65,7 +65,7 @@ def stored_choice(path: Path, records_sha256: str) -> int | None:
     """The thread count measured for these records, or None (missing, unreadable, other records, or a count
     that cannot be one: not an integer from 1 to MAX_THREADS)."""
     try:
-        doc = safejson.parse(safejson.read_text(path, "not found", 1 << 20))
+        doc = jsonfile.parse(jsonfile.read_text(path, "not found", 1 << 20))
     except (InputError, ValueError):
         return None
     if not (isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("records_sha256") == records_sha256):

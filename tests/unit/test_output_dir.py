@@ -159,3 +159,36 @@ def test_stale_stages_of_killed_builds_are_removed(tmp_path):
     with staged_directory(tmp_path / "pkg") as stage:
         (stage / "manifest.json").write_text("{}")
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def tune_into(records_out, cwd) -> subprocess.CompletedProcess:
+    return run_cli("tune", MODEL, "--target", HOST_TARGET, "--tuning-dir", "tuning", "--tune", "reuse",
+                   "--records-out", records_out, cwd=cwd)
+
+
+def test_records_out_over_a_user_file_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("important")
+    line = one_line_error(tune_into("notes.txt", tmp_path))
+    assert "notes.txt: exists and is not an ansor-build records file" in line
+    assert (tmp_path / "notes.txt").read_text() == "important"
+    (tmp_path / "other.json").write_text(json.dumps({"format": 1, "name": "not records"}))
+    assert "not an ansor-build records file" in one_line_error(tune_into("other.json", tmp_path))
+
+
+def test_records_out_over_a_directory_or_link_is_refused(tmp_path):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link.json").symlink_to(tmp_path / "dir")
+    for name in ("dir", "link.json"):
+        assert "is not a records file (a directory, link or device)" in one_line_error(tune_into(name, tmp_path))
+
+
+def test_records_out_replaces_own_records_file(tmp_path):
+    from ansor_build.tuning.driver import records_text, write_records_file
+
+    tvm = {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}
+    path = tmp_path / "m.records.json"
+    assert write_records_file(path, tvm, ["k"], {}) is True
+    assert write_records_file(path, tvm, ["k"], {}) is False  # unchanged: untouched
+    assert write_records_file(path, tvm, ["k", "k2"], {}, threads=2) is True
+    assert path.read_text() == records_text(tvm, ["k", "k2"], {}, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.records.json"]
