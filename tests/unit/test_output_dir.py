@@ -192,3 +192,33 @@ def test_records_out_replaces_own_records_file(tmp_path):
     assert write_records_file(path, tvm, ["k", "k2"], {}, threads=2) is True
     assert path.read_text() == records_text(tvm, ["k", "k2"], {}, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.records.json"]
+
+
+def real_manifest_package(path: Path) -> Path:
+    """A directory with a manifest.json as a build writes it (sha256 and size of each file)."""
+    from ansor_build.package.manifest import write_manifest
+
+    fake_package(path)
+    write_manifest(path, {"versions": {"ansor-build": "0.2.0"}}, ["model.so", "runtime/libtvm_runtime.so",
+                                                                  "src/ansor_runner.cc"])
+    return path
+
+
+def test_archive_over_a_user_file_is_refused(tmp_path):
+    real_manifest_package(tmp_path / "pkg")
+    (tmp_path / "mine.tar.gz").write_text("not an archive")
+    line = one_line_error(run_cli("archive", "pkg", "-o", "mine.tar.gz", cwd=tmp_path))
+    assert "mine.tar.gz: exists and is not an archive of package 'pkg'" in line
+    assert (tmp_path / "mine.tar.gz").read_text() == "not an archive"
+
+
+def test_archive_replaces_only_an_archive_of_the_same_package(tmp_path):
+    from ansor_build.package.archive import write_archive
+
+    real_manifest_package(tmp_path / "pkg")
+    real_manifest_package(tmp_path / "other")
+    first = write_archive(tmp_path / "pkg")
+    assert write_archive(tmp_path / "pkg") == first  # its own archive is replaced
+    with pytest.raises(InputError, match="is not an archive of package 'other'"):
+        write_archive(tmp_path / "other", first)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "pkg", "pkg.tar.gz"]  # no temporary file left
