@@ -87,7 +87,7 @@ def explain(model: Path, target_path: Path, *, shapes: dict | None = None, outpu
     if not model.is_file():
         raise InputError(f"{model}: model file not found")
     shape_flags = " ".join(f"--shape {n}={','.join(str(d) for d in dims)}" for n, dims in sorted((shapes or {}).items()))
-    model_rows = [_file("model", model)] + [_file("model data", f) for f in external_data_files(model)]
+    model_rows = [_file("model", model)] + [_file("model data", f) for f in external_data_files(model, present=True)]
     target_rows = [_file("target file", f) for f in buildkey.target_files(target)]
     versions = _value("versions", buildkey.versions_text())
     steps = []

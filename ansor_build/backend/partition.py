@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 
+from ..errors import AnsorError, InputError
 from . import import_tvm, nhwc, prepack, winograd
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,8 @@ def fuse(mod, target, fast_math: bool = True, conv_layout: str = "NCHW", winogra
                   *winograd.passes(target, winograd_convs and conv_layout == "NHWC"),
                   transform.LegalizeOps(), transform.AnnotateTIROpPattern(),
                   transform.FoldConstant(), transform.FuseOps(), transform.FuseTIR(), *prepack.before_tuning(target)]
-        return tvm.transform.Sequential(passes)(mod)
+        with tvm_errors("fuse the model's operators"):
+            return tvm.transform.Sequential(passes)(mod)
 
 
 def extract_tasks(fused, target) -> tuple[list[Task], list]:
@@ -54,7 +60,8 @@ def extract_tasks(fused, target) -> tuple[list[Task], list]:
     import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
 
-    ms_tasks = ms.relax_integration.extract_tasks(fused, target)
+    with tvm_errors("extract the model's tuning tasks"):
+        ms_tasks = ms.relax_integration.extract_tasks(fused, target)
     pairs = []
     for task in ms_tasks:
         key = f"{tvm_ffi.structural_hash(task.dispatched[0]) & 0xFFFFFFFFFFFFFFFF:016x}"
@@ -62,6 +69,24 @@ def extract_tasks(fused, target) -> tuple[list[Task], list]:
         pairs.append((Task(key=key, name=str(task.task_name), weight=int(task.weight), flops=flops), task))
     pairs.sort(key=lambda pair: (pair[0].key, pair[0].name))
     return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+@contextlib.contextmanager
+def tvm_errors(what: str):
+    """An exception TVM raises in the block (the model's operators, shapes or types it cannot lower; or a bug of
+    TVM or of ansor-build's passes) becomes one InputError line; `-v` logs the traceback."""
+    from .frontend import relax_op, tvm_message
+
+    try:
+        yield
+    except AnsorError:
+        raise
+    except Exception as err:  # noqa: BLE001 - TVM raises many types; the message is what helps
+        log.debug("TVM could not %s", what, exc_info=True)
+        op = relax_op(err)
+        where = f" (lowering {op})" if op else ""
+        raise InputError(f"TVM could not {what}{where}: {tvm_message(err)} (a model TVM cannot compile, or a bug: "
+                         f"rerun as `ansor-build -v ...` for the traceback)") from err
 
 
 def _flops(mod) -> float | None:
