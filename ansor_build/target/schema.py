@@ -59,8 +59,11 @@ TVM_FIELDS["host"] = Field("map", "host target of a GPU target (same keys as tvm
 
 SCHEMA: dict[str, Field] = {
     "extends": Field("str", "a preset name (e.g. x86_64-avx2) or a path relative to this file"),
-    "name": Field("str", "target name used in build paths and manifests (default: the file name)"),
-    "description": Field("str", "one line for people"),
+    "name": Field("str", "target name used in build paths and manifests (default: the file name)",
+                  pattern=r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}",
+                  example="letters, digits and _ . + - (not first), at most 100, e.g. rpi4 or x86_64-avx2"),
+    "description": Field("str", "one line for people", pattern=r"[^\x00-\x1f\x7f]{0,500}",
+                         example="one line of at most 500 characters"),
     "tvm": Field("map", "the TVM target, in TVM's dict form", fields=TVM_FIELDS),
     "toolchain": Field("map", "how to compile and link for the device", fields={
         "cxx": Field("str", "C++ compiler that links model.so and the runner (default g++)"),

@@ -47,7 +47,7 @@ def model_keys(models: list[Path], shapes: dict | None, directory: Path, partiti
         model = Path(model)
         if not model.is_file():
             raise InputError(f"{model}: model file not found")
-        sha = files_sha256([model, *external_data_files(model)])
+        sha = files_sha256([model, *external_data_files(model, present=True)])
         tasks = tasklist.read_tasks(tasklist.list_path(directory, sha, shapes))
         keys.update(partition(model) if tasks is None else tasks)
     return keys

@@ -265,3 +265,11 @@ def test_tvm_llvm_knows_every_preset_cpu_and_refuses_unknown_ones(tmp_path):
         check_llvm_names(load_target(write(tmp_path, "c.yaml", "extends: x86_64\ntvm: {mcpu: notacpu}\n")))
     with pytest.raises(InputError, match="'foo-bar-baz' is not a triple LLVM can compile for"):  # TVM would crash
         check_llvm_names(load_target(write(tmp_path, "t.yaml", "tvm: {kind: llvm, mtriple: foo-bar-baz}\n")))
+
+
+@pytest.mark.parametrize("text", ["name: 'a/b'", "name: '..'", "name: \"x\\ny\"", "description: \"two\\nlines\"",
+                                  "description: '" + "d" * 501 + "'"])
+def test_name_and_description_stay_one_line_and_out_of_paths(tmp_path, text):
+    path = write(tmp_path, "t.yaml", f"extends: x86_64-avx2\n{text}\n")
+    message = error_of(path)
+    assert "is not allowed" in message and "\n" not in message
