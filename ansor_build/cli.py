@@ -61,19 +61,26 @@ def cmd_run(args) -> int:
     from .toolchain import host_arch
 
     manifest = read_manifest(Path(args.package))  # one-line errors for a missing or foreign directory
-    arch = manifest.get("target", {}).get("arch")
+    target = manifest.get("target")
+    arch = target.get("arch") if isinstance(target, dict) else None
     if arch and arch != host_arch():
         raise AnsorError(f"{args.package}: this {arch} package runs on its device (bin/ansor_runner, loader.py); "
                          f"here, `ansor-build check {args.package} --model MODEL.onnx` runs it under its emulator")
-    package = loader.load(args.package)
-    arrays = loader._read_inputs(package, args.input) if args.input else package.default_inputs()
+    try:  # the loader's errors (a damaged package, a bad --input) are one line naming the file
+        arrays = loader.read_inputs(loader.read_manifest(args.package)["inputs"], args.input)
+        package = loader.load(args.package)  # checks model.so and runtime/ against the manifest first
+    except (OSError, ValueError) as err:
+        raise AnsorError(str(err)) from None
     try:
         outputs = package(*arrays)
-    except ValueError as err:
-        raise AnsorError(f"{args.package}: {err}") from None
-    times = package.benchmark(arrays, args.warmup, args.repeat) if args.repeat > 0 else []
+        times = package.benchmark(arrays, args.warmup, args.repeat) if args.repeat > 0 else []
+    except Exception as err:  # noqa: BLE001 - TVM's errors are of many types (RuntimeError, TypeError, ...)
+        raise AnsorError(f"{args.package}: running the model failed: {loader.first_line(err)}") from None
     if args.save:
-        np.savez(args.save, **{f"output_{i}": out for i, out in enumerate(outputs)})
+        try:
+            np.savez(args.save, **{f"output_{i}": out for i, out in enumerate(outputs)})
+        except OSError as err:
+            raise AnsorError(f"{args.save}: cannot write the outputs: {err.strerror or err}") from None
     result = loader.summary(package, outputs, times)
     print(json.dumps(result, indent=2) if args.json else loader.format_summary(result))
     return 0

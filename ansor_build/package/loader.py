@@ -19,8 +19,10 @@ Without inputs it runs on deterministic inputs: element i of every float input i
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -32,6 +34,12 @@ HERE = Path(__file__).resolve().parent
 # whenever its core is taken, and each parallel kernel waits for its slowest thread: on a 2-core VM a ResNet-style
 # call took 47-49 us or 70-96 us pinned, 47-54 us unpinned (the same rounds). Set unless the environment sets it.
 UNPINNED = ("TVM_BIND_THREADS", "0")
+MODEL_SO = "model.so"
+# Files checked against the manifest before TVM maps them: a truncated model.so (or runtime library) is mapped and
+# read past its end, which kills the process with SIGBUS and no message. model.so is also hashed: sha256 ran at
+# 1.0-1.4 GB/s on a 2-core x86 VM (75 ms for 100 MB, 0.2 ms for a small MLP's 160 KB), against 0.75-2.5 s to
+# import TVM; the runtime libraries (6 MB, not even loaded by this loader on a CPU) get a size check only.
+HASHED = (MODEL_SO,)
 
 
 def default_input(shape, dtype) -> np.ndarray:
@@ -44,9 +52,92 @@ def default_input(shape, dtype) -> np.ndarray:
     return pattern.astype(dtype).reshape(shape)
 
 
+class PackageError(OSError):
+    """A package that cannot be used as it is (a file missing, truncated or modified, a damaged manifest)."""
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """The package's manifest.json, with its `inputs` and `outputs` checked; PackageError (one line) otherwise."""
+    path = Path(directory) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PackageError(f"{directory}: not a package (manifest.json not found)") from None
+    except OSError as err:
+        raise PackageError(f"{path}: cannot read: {err.strerror or err}") from None
+    except (ValueError, RecursionError) as err:  # invalid JSON or UTF-8, nesting too deep
+        raise PackageError(f"{path}: not valid JSON ({str(err).splitlines()[0][:200]}); rebuild the package") \
+            from None
+    if not isinstance(manifest, dict):
+        raise PackageError(f"{path}: expected a JSON object; rebuild the package")
+    for key in ("inputs", "outputs"):
+        sigs = manifest.get(key)
+        if not isinstance(sigs, list) or not all(_signature(sig) for sig in sigs):
+            raise PackageError(f"{path}: {key}: expected a list of {{name, shape, dtype}}; rebuild the package")
+    return manifest
+
+
+def _signature(sig) -> bool:
+    return (isinstance(sig, dict) and isinstance(sig.get("name"), str) and isinstance(sig.get("dtype"), str)
+            and isinstance(sig.get("shape"), list) and all(type(d) is int and d >= 0 for d in sig["shape"]))
+
+
+def file_problem(path: Path, entry: dict, hashed: bool = False) -> str | None:
+    """How the file at `path` differs from its manifest `entry` ({sha256, size}), or None when it does not.
+
+    Only the size is compared unless `hashed` (then the sha256 too, read a megabyte at a time).
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return f"missing (the manifest lists {entry['size']} bytes)"
+    except OSError as err:
+        return f"cannot read it: {err.strerror}"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_size != entry["size"]:
+        how = "truncated" if info.st_size < entry["size"] else "larger than built"
+        return f"{how} ({info.st_size} bytes, manifest says {entry['size']})"
+    if hashed:
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as err:
+            return f"cannot read it: {err.strerror}"
+        if digest.hexdigest() != entry["sha256"]:
+            return "modified (same size, but its sha256 is not the manifest's)"
+    return None
+
+
+def check_files(directory: str | Path, manifest: dict) -> None:
+    """Raise PackageError when model.so or a runtime library differs from what the manifest lists.
+
+    Checks only what the manifest lists (a hand-made manifest without `files` checks nothing). It proves the files
+    are the ones built, cheaply, before they are loaded; `ansor-build verify` checks every file.
+    """
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return
+    for name in sorted(files):
+        entry = files[name]
+        if name != MODEL_SO and not name.startswith("runtime/"):
+            continue
+        if not (isinstance(entry, dict) and type(entry.get("size")) is int and isinstance(entry.get("sha256"), str)):
+            raise PackageError(f"{Path(directory) / 'manifest.json'}: files: '{name}': expected {{sha256, size}}; "
+                               f"rebuild the package")
+        problem = file_problem(Path(directory) / name, entry, hashed=name in HASHED)
+        if problem:
+            raise PackageError(f"{Path(directory) / name}: {problem}; rebuild the package or run "
+                               f"`ansor-build verify {directory}`")
+
+
 def runtime_threads(manifest: dict) -> int:
     """Threads to run with: the target's `runtime.threads` (or `num-cores`), else every CPU of this machine."""
-    return manifest.get("runtime", {}).get("threads") or os.cpu_count() or 1
+    runtime = manifest.get("runtime")
+    threads = runtime.get("threads") if isinstance(runtime, dict) else None
+    return threads if type(threads) is int and threads > 0 else os.cpu_count() or 1
 
 
 def _preload_cuda_runtime(directory: Path) -> None:
@@ -97,13 +188,15 @@ class Package:
 
     def __init__(self, directory: Path, device: str | None = None):
         self.directory = Path(directory).resolve()
-        self.manifest = json.loads((self.directory / "manifest.json").read_text(encoding="utf-8"))
+        self.manifest = read_manifest(directory)
+        check_files(directory, self.manifest)  # before TVM maps model.so: a truncated one dies of SIGBUS
         if "TVM_NUM_THREADS" not in os.environ:
             # Read once, when TVM's thread pool starts. Without it TVM uses half the CPUs on x86 (it assumes
             # hyper-threads), which is one thread on a 2-core machine.
             os.environ["TVM_NUM_THREADS"] = str(runtime_threads(self.manifest))
         os.environ.setdefault(*UNPINNED)
-        kind = device or self.manifest.get("target", {}).get("device", "cpu")
+        target = self.manifest.get("target")
+        kind = device or (target.get("device") if isinstance(target, dict) else None) or "cpu"
         if kind == "cuda":
             _preload_cuda_runtime(self.directory)
         import tvm
@@ -116,8 +209,11 @@ class Package:
         self.device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
         if kind == "cuda":
             self._check_gpu()
-        self.module = tvm.runtime.load_module(str(self.directory / "model.so"))  # the VM executable
-        self._vm = VirtualMachine(self.module, self.device)
+        try:
+            self.module = tvm.runtime.load_module(str(self.directory / MODEL_SO))  # the VM executable
+            self._vm = VirtualMachine(self.module, self.device)
+        except Exception as err:  # noqa: BLE001 - TVM raises many types; its first line says what failed
+            raise PackageError(f"{Path(directory) / MODEL_SO}: TVM cannot load it: {first_line(err)}") from None
         self._main = self._vm["main"]
         self.inputs = self.manifest["inputs"]
         self.outputs = self.manifest["outputs"]
@@ -182,36 +278,108 @@ def load(directory: str | Path = HERE, device: str | None = None) -> Package:
     return Package(Path(directory), device)
 
 
-def _read_inputs(package: Package, items: list[str]) -> list[np.ndarray]:
-    if not items:
-        return package.default_inputs()
-    by_name = {}
+def _spec(sig: dict) -> str:
+    return f"{sig['dtype']}{list(sig['shape'])}"
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (TVM's messages go on with a C++ traceback), at most 300 characters."""
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:300]
+
+
+def _same_dtype(dtype: np.dtype, name: str) -> bool:
+    try:
+        return dtype == np.dtype(name)
+    except TypeError:  # a dtype numpy does not know (bfloat16 without ml_dtypes)
+        return str(dtype) == name
+
+
+def read_npy(path: str | Path, sig: dict) -> np.ndarray:
+    """The array in .npy file `path` for input `sig`; ValueError (one line naming the file, the input and what it
+    takes) unless it is a .npy file of exactly that shape and dtype (any byte order).
+
+    The header is checked before the data is read: a file that declares another shape is never loaded.
+    """
+    takes = f"input '{sig['name']}' takes {_spec(sig)}"
+    try:
+        with open(path, "rb") as file:
+            magic = file.read(6)
+            if magic != b"\x93NUMPY":
+                what = "a .npz archive" if magic.startswith(b"PK") else "not a .npy file"
+                raise ValueError(f"{path}: {what} ({takes}, saved with numpy.save)")
+            file.seek(0)
+            try:
+                version = np.lib.format.read_magic(file)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(file)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(file)
+                else:
+                    raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+            except ValueError as err:
+                raise ValueError(f"{path}: damaged .npy header ({first_line(err)}); {takes}") from None
+            if list(shape) != list(sig["shape"]) or not _same_dtype(dtype.newbyteorder("="), sig["dtype"]):
+                raise ValueError(f"{path}: holds {dtype.newbyteorder('=')}{list(shape)}, but {takes}")
+            file.seek(0)
+            try:
+                array = np.lib.format.read_array(file, allow_pickle=False)
+            except ValueError as err:
+                raise ValueError(f"{path}: damaged .npy file ({first_line(err)}); {takes}") from None
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found ({takes} as a .npy file)") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read it: {err.strerror or err} ({takes} as a .npy file)") from None
+    return array.astype(array.dtype.newbyteorder("="), copy=False)
+
+
+def read_inputs(inputs: list[dict], items: list[str]) -> list[np.ndarray]:
+    """The arrays of `--input [NAME=]FILE.npy` items for the manifest's `inputs`, in manifest order.
+
+    An item without a name is the input at its position; inputs not given get `default_input`. Raises ValueError
+    (one line naming the item and what is allowed) for an unknown or repeated name, a missing, unreadable or
+    non-.npy file, or an array of another shape or dtype.
+    """
+    names = [sig["name"] for sig in inputs]
+    listing = ", ".join(f"{sig['name']} {_spec(sig)}" for sig in inputs) or "none"
+    files: dict[str, str] = {}
     for position, item in enumerate(items):
         name, sep, path = item.partition("=")
         if not sep:
-            name, path = package.inputs[position]["name"] if position < len(package.inputs) else str(position), item
-        by_name[name] = np.load(path)
-    unknown = [name for name in by_name if name not in {sig["name"] for sig in package.inputs}]
-    if unknown:
-        raise ValueError(f"unknown input '{unknown[0]}' (inputs: {', '.join(s['name'] for s in package.inputs)})")
-    return [by_name[sig["name"]] if sig["name"] in by_name else default_input(sig["shape"], sig["dtype"])
-            for sig in package.inputs]
+            if position >= len(inputs):
+                raise ValueError(f"--input {item}: the package takes {len(inputs)} input(s) ({listing}); "
+                                 f"name the input as NAME=FILE.npy")
+            name, path = names[position], item
+        if name not in names:
+            raise ValueError(f"--input {item}: unknown input '{name}' (the package's inputs: {listing})")
+        if name in files:
+            raise ValueError(f"--input {item}: input '{name}' is given twice")
+        files[name] = path
+    return [read_npy(files[sig["name"]], sig) if sig["name"] in files else default_input(sig["shape"], sig["dtype"])
+            for sig in inputs]
 
 
 def summary(package: Package, outputs: list[np.ndarray], times: list[float]) -> dict:
-    """Outputs' statistics and latency percentiles, as printed by `main` (and `ansor-build run`)."""
+    """Outputs' statistics and latency percentiles, as printed by `main` (and `ansor-build run`).
+
+    An empty output (a dim of 0, as NonMaxSuppression selecting no box) has min, max and mean None.
+    """
     rows = []
-    for sig, out in zip(package.outputs, outputs):
-        rows.append({"name": sig["name"], "shape": list(out.shape), "dtype": str(out.dtype),
-                     "min": float(out.min()), "max": float(out.max()), "mean": float(out.astype(np.float64).mean())})
+    for index, out in enumerate(outputs):
+        name = package.outputs[index]["name"] if index < len(package.outputs) else f"output_{index}"
+        empty = out.size == 0
+        rows.append({"name": name, "shape": list(out.shape), "dtype": str(out.dtype),
+                     "min": None if empty else float(out.min()), "max": None if empty else float(out.max()),
+                     "mean": None if empty else float(out.astype(np.float64).mean())})
     ms = sorted(t * 1e3 for t in times)
     latency = {"median_ms": ms[len(ms) // 2], "min_ms": ms[0], "repeat": len(ms)} if ms else {}
     return {"outputs": rows, "latency": latency, "threads": os.environ.get("TVM_NUM_THREADS")}
 
 
 def format_summary(result: dict) -> str:
-    lines = [f"output {r['name']}: {r['dtype']}{r['shape']} min={r['min']:.6g} max={r['max']:.6g} "
-             f"mean={r['mean']:.6g}" for r in result["outputs"]]
+    lines = [f"output {r['name']}: {r['dtype']}{r['shape']} " +
+             ("empty" if r["min"] is None else f"min={r['min']:.6g} max={r['max']:.6g} mean={r['mean']:.6g}")
+             for r in result["outputs"]]
     if result["latency"]:
         lat = result["latency"]
         lines.append(f"latency: median {lat['median_ms']:.3f} ms, min {lat['min_ms']:.3f} ms over {lat['repeat']} runs"
@@ -229,16 +397,23 @@ def main(argv=None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"))
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    try:
+    try:  # errors of ours: one line naming the file
+        arrays = read_inputs(read_manifest(args.package)["inputs"], args.input)
         package = load(args.package, args.device)
-        arrays = _read_inputs(package, args.input)
-        outputs = package(*arrays)
-        times = package.benchmark(arrays, args.warmup, args.repeat) if args.repeat > 0 else []
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if args.save:
-        np.savez(args.save, **{f"output_{i}": out for i, out in enumerate(outputs)})
+    try:
+        outputs = package(*arrays)
+        times = package.benchmark(arrays, args.warmup, args.repeat) if args.repeat > 0 else []
+        if args.save:
+            np.savez(args.save, **{f"output_{i}": out for i, out in enumerate(outputs)})
+    except OSError as err:
+        print(f"error: {args.save}: cannot write the outputs: {err.strerror or err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - TVM's errors while running the model are of many types
+        print(f"error: {args.package}: running the model failed: {first_line(err)}", file=sys.stderr)
+        return 1
     result = summary(package, outputs, times)
     print(json.dumps(result, indent=2) if args.json else format_summary(result))
     return 0

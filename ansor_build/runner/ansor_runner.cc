@@ -50,6 +50,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "npy.h"
@@ -442,6 +443,7 @@ struct Manifest {
   std::string device;  // target.device: "cpu" or "cuda"
   std::vector<std::string> sass;  // device_code.sass: "sm_80", ...
   std::vector<std::string> ptx;   // device_code.ptx: "compute_80", ...
+  std::vector<std::pair<std::string, int64_t>> sizes;  // files: name -> size (entries with an integer size)
 };
 
 std::optional<ffi::Any> MapGet(const ffi::Map<ffi::Any, ffi::Any>& m, const char* key) {
@@ -529,6 +531,20 @@ Manifest ReadManifest(const std::string& path) {
       man.ptx = StringList(*cm, "ptx");
     }
   }
+  if (auto files = MapGet(*m, "files")) {
+    if (auto fm = files->try_cast<ffi::Map<ffi::Any, ffi::Any>>()) {
+      for (const auto& kv : *fm) {
+        auto name = kv.first.try_cast<ffi::String>();
+        auto entry = kv.second.try_cast<ffi::Map<ffi::Any, ffi::Any>>();
+        if (!name.has_value() || !entry.has_value()) continue;
+        if (auto size = MapGet(*entry, "size")) {
+          if (size->type_index() == ffi::TypeIndex::kTVMFFIInt) {
+            man.sizes.emplace_back(std::string(*name), size->cast<int64_t>());
+          }
+        }
+      }
+    }
+  }
   if (auto rt = MapGet(*m, "runtime")) {
     if (auto rtm = rt->try_cast<ffi::Map<ffi::Any, ffi::Any>>()) {
       if (auto th = MapGet(*rtm, "threads")) {
@@ -540,6 +556,35 @@ Manifest ReadManifest(const std::string& path) {
     }
   }
   return man;
+}
+
+// Fails with one line when model.so or a runtime library differs in size from the package's manifest. A
+// truncated model.so is mapped and read past its end when it loads, which kills the process with SIGBUS and no
+// message. Checked only when the manifest is the package's own (beside `model`, a real path); sizes only (the
+// Python loader and `ansor-build verify` compare hashes too). Runtime libraries the dynamic loader mapped before
+// main() are checked too, though one truncated badly enough dies (SIGBUS) before main() can say anything.
+void CheckFileSizes(const Manifest& man, const std::string& manifest_path, const std::string& model) {
+  std::string dir = DirName(manifest_path);
+  if (RealPath(dir + "/model.so") != model) return;
+  for (const auto& [name, size] : man.sizes) {
+    if (name != "model.so" && name.rfind("runtime/", 0) != 0) continue;
+    std::string path = dir + "/" + name;
+    struct stat st;
+    std::string problem;
+    if (::stat(path.c_str(), &st) != 0) {
+      problem = errno == ENOENT ? "missing (the manifest lists " + std::to_string(size) + " bytes)"
+                                : std::string("cannot read it: ") + std::strerror(errno);
+    } else if (!S_ISREG(st.st_mode)) {
+      problem = "not a regular file";
+    } else if (static_cast<int64_t>(st.st_size) != size) {
+      problem = std::string(st.st_size < size ? "truncated" : "larger than built") + " (" +
+                std::to_string(static_cast<int64_t>(st.st_size)) + " bytes, manifest says " + std::to_string(size) +
+                ")";
+    }
+    if (!problem.empty()) {
+      throw RunnerError(path + ": " + problem + "; rebuild the package or run `ansor-build verify " + dir + "`");
+    }
+  }
 }
 
 // ---------------------------------------------------------------- GPU code
@@ -695,6 +740,7 @@ int Run(int argc, char** argv) {
     throw RunnerError("manifest file not found: " + manifest_path);
   }
   Manifest man = ReadManifest(manifest_path);
+  CheckFileSizes(man, manifest_path, model);  // before the model is mapped (below)
   if (opt.device.empty()) opt.device = man.device.empty() ? "cpu" : man.device;
   if (opt.device != "cpu" && opt.device != "cuda") {
     throw RunnerError("manifest target.device must be cpu or cuda, got '" + opt.device + "'");
