@@ -47,6 +47,13 @@ def damaged_task_file(draw, text: str) -> bytes:
     return "\n".join(lines).encode() + b"\n"
 
 
+def damaged_store(root, data):
+    """A valid store whose first task file is damaged; returns the target directory."""
+    directory, text = valid_store(root)
+    (directory / "k1.jsonl").write_bytes(data.draw(damaged_task_file(text)))
+    return directory
+
+
 def _check_entry(entry) -> None:
     """What a store hands on must be true: a best latency is finite and positive, records are best first."""
     if entry.best_us is not None:
@@ -59,8 +66,7 @@ def _check_entry(entry) -> None:
 @given(data=st.data())
 def test_damaged_store_reads_stats_and_merges_cleanly(tmp_path_factory, data):
     root = tmp_path_factory.mktemp("s")
-    directory, text = valid_store(root)
-    (directory / "k1.jsonl").write_bytes(data.draw(damaged_task_file(text)))
+    directory = damaged_store(root, data)
     entry = call_clean(read_entry, directory / "k1.jsonl")
     if not isinstance(entry, AnsorError):
         _check_entry(entry)
@@ -91,8 +97,7 @@ def test_damaged_records_file_reads_cleanly(tmp_path_factory, data):
 @given(data=st.data())
 def test_db_stats_of_damaged_store_ends_cleanly(tmp_path_factory, data):
     work = tmp_path_factory.mktemp("work")
-    directory, text = valid_store(work)
-    (directory / "k1.jsonl").write_bytes(data.draw(damaged_task_file(text)))
+    directory = damaged_store(work, data)
     before = snapshot(work)
     proc = run_cli("db", "stats", directory, cwd=work)
     assert_clean_exit(proc, (directory / "k1.jsonl").read_bytes()[:2000].decode("utf-8", "replace"))
