@@ -14,7 +14,7 @@ from ansor_build import zoo
 from ansor_build.check import ATOL, RTOL, check_package
 from ansor_build.package import layout
 from ansor_build.target import load_target
-from helpers import HOST_TARGET, run_cli
+from helpers import HOST_TARGET, one_line_error, run_cli
 
 pytestmark = pytest.mark.tvm
 
@@ -119,7 +119,14 @@ def test_dynamic_batch_needs_and_honours_shape_override(tmp_path):
 def test_rebuild_replaces_package_atomically(zoo_dir, tmp_path):
     out = tmp_path / "pkg"
     run_cli("build", zoo_dir / "mlp.onnx", "--target", HOST_TARGET, "-o", out, check=True)
-    (out / "stale.txt").write_text("left from an old build")
+    readme = (out / "README.md").read_text()
+    (out / "README.md").write_text("edited after the build")
+    (out / "__pycache__").mkdir()
+    (out / "__pycache__" / "loader.cpython-311.pyc").write_bytes(b"bytecode")  # `import loader` from the package
     run_cli("build", zoo_dir / "mlp.onnx", "--target", HOST_TARGET, "-o", out, check=True)
-    assert not (out / "stale.txt").exists()
+    assert (out / "README.md").read_text() == readme and not (out / "__pycache__").exists()
     assert sorted(os.listdir(tmp_path)) == ["pkg"]
+    (out / "notes.txt").write_text("the user's")  # a file ansor-build did not write: the package is kept
+    assert "holds files ansor-build did not write (notes.txt)" in one_line_error(
+        run_cli("build", zoo_dir / "mlp.onnx", "--target", HOST_TARGET, "-o", out))
+    assert (out / "notes.txt").read_text() == "the user's" and (out / "README.md").read_text() == readme
