@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ..errors import InputError
@@ -110,8 +111,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+STALE_SECONDS = 3600  # a stage untouched this long, of a process that is gone, was left by a killed build
+
+
 def _remove_stale_stages(parent: Path, name: str) -> None:
-    """Staging directories of builds that were killed (SIGKILL, power loss) before they could clean up."""
+    """Staging directories of builds that were killed (SIGKILL, power loss) before they could clean up.
+
+    Only stages of this output whose process is gone and that have not changed for STALE_SECONDS: a build on
+    another machine sharing the directory (whose pid means nothing here) is still writing to its stage.
+    """
     pattern = re.compile(rf"\.{re.escape(name)}\.(?:tmp|old)-(\d+)-[A-Za-z0-9_]+")
     try:
         entries = list(parent.iterdir())
@@ -120,8 +128,15 @@ def _remove_stale_stages(parent: Path, name: str) -> None:
     for entry in entries:
         match = pattern.fullmatch(entry.name)
         if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))) \
-                and entry.is_dir() and not entry.is_symlink():
+                and entry.is_dir() and not entry.is_symlink() and _age(entry) > STALE_SECONDS:
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.lstat().st_mtime
+    except OSError:
+        return 0.0
 
 
 @contextlib.contextmanager

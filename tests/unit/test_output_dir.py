@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -154,11 +155,15 @@ def test_stale_stages_of_killed_builds_are_removed(tmp_path):
     stale = tmp_path / f".pkg.tmp-{int(dead.stdout)}-abc123"
     live = tmp_path / f".pkg.tmp-{os.getppid()}-abc123"  # a concurrent build that is still running
     other = tmp_path / f".other.tmp-{int(dead.stdout)}-abc123"
-    for path in (stale, live, other):
+    recent = tmp_path / f".pkg.tmp-{int(dead.stdout)}-def456"  # maybe another machine's build, still writing
+    old = time.time() - 2 * 3600
+    for path in (stale, live, other, recent):
         path.mkdir()
+        if path is not recent:
+            os.utime(path, (old, old))
     with staged_directory(tmp_path / "pkg") as stage:
         (stage / "manifest.json").write_text("{}")
-    assert not stale.exists() and live.exists() and other.exists()
+    assert not stale.exists() and live.exists() and other.exists() and recent.exists()
 
 
 def tune_into(records_out, cwd) -> subprocess.CompletedProcess:
