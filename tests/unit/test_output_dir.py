@@ -227,3 +227,21 @@ def test_archive_replaces_only_an_archive_of_the_same_package(tmp_path):
     with pytest.raises(InputError, match="is not an archive of package 'other'"):
         write_archive(tmp_path / "other", first)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "pkg", "pkg.tar.gz"]  # no temporary file left
+
+
+def test_swap_defers_interruption_until_both_renames_are_done():
+    import signal
+
+    from ansor_build.package.staging import _signals_deferred
+
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: seen.append("SIGTERM"))
+    try:
+        with _signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert seen == []  # held while the swap runs
+        time.sleep(0.05)
+        assert seen == ["SIGTERM"]  # delivered once it is done
+    finally:
+        signal.signal(signal.SIGTERM, previous)
