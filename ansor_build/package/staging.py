@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -175,17 +176,29 @@ def staged_directory(out: Path):
 
 @contextlib.contextmanager
 def _signals_deferred():
-    """Hold SIGINT and SIGTERM (delivered when the block ends) where an interruption would leave a half-done swap."""
-    signals = {signal.SIGINT, signal.SIGTERM}
-    try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    except (AttributeError, OSError, ValueError):  # no pthread_sigmask on this platform
-        yield
+    """Hold SIGINT and SIGTERM where an interruption would leave a half-done swap; a signal that arrives meanwhile
+    is delivered again, to the handler that was in place, when the block ends.
+
+    Python-level handlers, not a signal mask: a mask covers only the calling thread, and a process-directed signal
+    is then taken by another thread (BLAS or TVM workers) and its Python handler still runs in the block.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives Python signal handlers
         return
+    pending: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is not None:  # None: installed outside Python, not ours to swap
+            previous[sig] = handler
+            signal.signal(sig, lambda signum, _frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in pending:
+            os.kill(os.getpid(), sig)
 
 
 @contextlib.contextmanager
