@@ -59,11 +59,22 @@ def sample_inputs(manifest: dict, seed: int = 0) -> list[np.ndarray]:
     return arrays
 
 
+def import_onnxruntime():
+    """The onnxruntime module; AnsorError naming the `check` extra when it is not installed (a build-only install)."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        if err.name == "onnxruntime":
+            raise AnsorError("check needs onnxruntime: pip install 'ansor-build[check]'") from None
+        reason = " ".join(str(err).split())[:300]
+        raise AnsorError(f"check needs onnxruntime, which fails to import: {reason}") from None
+    return onnxruntime
+
+
 def onnxruntime_session(model_path: Path, threads: int | None):
     """An onnxruntime CPU session of `model_path`; InputError (one line) when the file is missing or onnxruntime
     cannot load it."""
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     if not Path(model_path).is_file():
         what = "not a file (expected an ONNX model)" if Path(model_path).exists() else "model file not found"
         raise InputError(f"{model_path}: {what}")

@@ -21,6 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# ansor-build (editable, so the SCons tool and target presets come from this checkout) with the test extra.
+# ansor-build (editable, so the SCons tool and target presets come from this checkout) with the test extra, which
+# includes the check extra (onnxruntime: `ansor-build check`, env.AnsorCheck, the examples' checks).
 "$PYTHON" -m pip install --disable-pip-version-check -q -e ".[test]"
 "$PYTHON" -m ansor_build --version

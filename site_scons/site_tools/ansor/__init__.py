@@ -22,6 +22,9 @@ model's task list in the store, `ansor_build.tuning.tasklist`): new records for 
 other models do not, and a fresh checkout of a committed store gets the same key (mtimes are not in it).
 
 ANSOR_ARCHIVE=1 also writes PACKAGE.tar.gz (reproducible; `ansor-build verify` checks it).
+
+The wheel ships this file as `ansor_build/site_tools/ansor/__init__.py` (pyproject.toml's package-dir), where
+`ansor_build.scons_toolpath()` finds it in an installed ansor-build; so it imports `ansor_build` absolutely only.
 """
 
 import os
