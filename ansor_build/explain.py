@@ -16,7 +16,7 @@ from pathlib import Path
 from . import buildkey
 from .errors import InputError
 from .model import external_data_files
-from .paths import PACKAGE_DIR
+from .paths import PACKAGE_DIR, presets_dir
 from .tuning import tasklist
 from .tuning.store import target_dirname
 
@@ -55,9 +55,11 @@ def _sha(data: bytes) -> str:
 
 
 def _display(path: Path) -> str:
-    """Relative to this directory when inside it, `<ansor-build>/...` for ansor-build's own files."""
+    """Relative to this directory when inside it, `<ansor-build>/...` for ansor-build's own files (presets as
+    `<ansor-build>/targets/...` whether they come from a checkout or an installed wheel)."""
     path = Path(os.path.abspath(path))
-    for base, label in ((Path.cwd(), ""), (PACKAGE_DIR.parent, "<ansor-build>/")):
+    for base, label in ((Path.cwd(), ""), (presets_dir(), "<ansor-build>/targets/"),
+                        (PACKAGE_DIR.parent, "<ansor-build>/")):
         try:
             return label + path.relative_to(base).as_posix()
         except ValueError:

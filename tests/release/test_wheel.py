@@ -169,3 +169,13 @@ def test_check_without_onnxruntime_is_one_line(venv, product):
                            "models/mlp.onnx"], cwd=root, env=_environ(venv, root), capture_output=True, text=True)
     assert one_line_error(proc) == "ansor-build: error: check needs onnxruntime: pip install 'ansor-build[check]'"
     assert proc.returncode == 1
+
+
+def test_explain_names_presets_alike_in_wheel_and_checkout(venv, product):
+    root, _ = product
+    args = ["-m", "ansor_build", "explain", "models/mlp.onnx", "--target", "targets/host.yaml"]
+    installed = _run([venv / "bin" / "python", *args], cwd=root, env=_environ(venv, root)).stdout
+    checkout = _run([sys.executable, *args], cwd=root).stdout
+    assert "<ansor-build>/targets/x86_64-avx2.yaml" in installed
+    preset_lines = [[line for line in text.splitlines() if "target file" in line] for text in (installed, checkout)]
+    assert preset_lines[0] == preset_lines[1]  # same labels and digests: the two installs explain alike
