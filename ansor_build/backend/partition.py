@@ -33,7 +33,21 @@ def fuse(mod, target, fast_math: bool = True, conv_layout: str = "NCHW", winogra
     inputs tuning measures with need not cost what real inputs do).
     `conv_layout`: "NHWC" runs a CPU target's convolutions channels-last (`nhwc`); "NCHW" keeps ONNX's layout.
     `winograd_convs`: a CPU target's NHWC 3x3 stride-1 convolutions run as F(4x4, 3x3) (`winograd`).
+    A model whose NHWC rewrite fails is fused NCHW (without Winograd), with a warning.
     """
+    if conv_layout != "NCHW" and nhwc.passes(target, conv_layout):
+        try:
+            return _fuse(mod, target, fast_math, conv_layout, winograd_convs)
+        except InputError as err:
+            # The layout rewrite is an optimization: a model it cannot handle (TVM 0.27's ConvertLayout fails on
+            # some operators: Max/Min of two tensors, conv2d_transpose, some concatenations) is still compiled,
+            # with ONNX's own layout, rather than refused.
+            log.warning("conv layout %s failed for this model (%s); its convolutions run NCHW instead (set "
+                        "optimize: {conv_layout: NCHW} in the target to skip the attempt)", conv_layout, err)
+    return _fuse(mod, target, fast_math, "NCHW", False)
+
+
+def _fuse(mod, target, fast_math: bool, conv_layout: str, winograd_convs: bool):
     tvm = import_tvm()
     from tvm import relax
     from tvm.relax import pipeline
