@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import interrupt
 from .errors import AnsorError
 from .version import __version__
 
@@ -230,7 +231,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _terminate(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+    interrupt.request_stop(signum)  # nothing imported here: an import inside a handler is where Python drops its error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="ansor-build: %(message)s")
     signal.signal(signal.SIGTERM, _terminate)  # run cleanups (staging directories) on SIGTERM as on Ctrl-C
+    signal.signal(signal.SIGINT, _terminate)  # recorded too: see ansor_build.interrupt
     try:
-        return args.func(args)
+        code = args.func(args)
+        interrupt.check_stop()  # a stop whose KeyboardInterrupt Python dropped (raised in a weakref callback)
+        return code
     except AnsorError as err:
         print(f"ansor-build: error: {err}", file=sys.stderr)
         return 1

@@ -43,3 +43,23 @@ def graceful():
     if _requested.is_set():
         _requested.clear()
         raise KeyboardInterrupt("interrupted")
+
+
+# The CLI's own handlers (outside `graceful()`) raise KeyboardInterrupt, but Python drops an exception raised while a
+# signal handler runs inside a weakref callback or a destructor ("Exception ignored in ..."), as happens during an
+# import. So the stop is also recorded, and the places that must not carry on after it (the swap of a new package
+# into place, the CLI's exit code) check it.
+_stop: int | None = None
+
+
+def request_stop(signum: int) -> None:
+    """Record that signal `signum` asked the process to stop, and raise KeyboardInterrupt."""
+    global _stop
+    _stop = signum
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def check_stop() -> None:
+    """Raise KeyboardInterrupt if a stop was requested (its first exception may have been dropped)."""
+    if _stop is not None:
+        raise KeyboardInterrupt(f"signal {_stop}")

@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from .. import interrupt
 from ..errors import InputError
 from .layout import MANIFEST
 
@@ -164,6 +165,7 @@ def staged_directory(out: Path):
         check_replaceable(out)  # the directory may have changed while the package was built
         old = None
         with _signals_deferred():  # Ctrl-C between the two renames would lose both packages
+            interrupt.check_stop()  # a stop requested while building, whose exception Python may have dropped
             if out.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=parent))
                 os.replace(out, old)  # an empty directory as the destination is replaced atomically

@@ -245,3 +245,18 @@ def test_swap_defers_interruption_until_both_renames_are_done():
         assert seen == ["SIGTERM"]  # delivered once it is done
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_stop_request_dropped_by_python_still_stops_the_swap(tmp_path, monkeypatch):
+    """Python drops a KeyboardInterrupt raised by a signal handler inside a weakref callback (seen during an import
+    mid-build): the recorded request still keeps the new package out and the old one in place."""
+    from ansor_build import interrupt
+
+    pkg = fake_package(tmp_path / "pkg")
+    before = snapshot(pkg)
+    monkeypatch.setattr(interrupt, "_stop", 15)  # as if SIGTERM's exception had been dropped
+    with pytest.raises(KeyboardInterrupt):
+        with staged_directory(pkg) as stage:
+            (stage / "manifest.json").write_text("{}")
+    assert snapshot(pkg) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
