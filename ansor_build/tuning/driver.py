@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from ..errors import InputError
@@ -15,7 +14,7 @@ from .. import jsonfile
 from .options import TuningOptions
 from .plan import Plan, make_plan
 from .progress import Progress, summary_table
-from .store import dumps, open_store, record_problem, workload_problem
+from .store import dumps, open_store, record_problem, workload_problem, write_atomic
 from .threads import MAX_THREADS
 
 log = logging.getLogger(__name__)
@@ -121,14 +120,7 @@ def write_records_file(path: Path, tvm_target: dict, task_keys: list[str], appli
     if check_records_out(path) == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, text)
     return True
 
 

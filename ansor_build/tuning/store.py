@@ -435,8 +435,11 @@ def write_atomic(path: Path, text: str) -> None:
     """Replace `path` by rename, so readers never see half a file. Kept lines that were not UTF-8 (surrogate
     escapes, see `read_entry`) are written back byte for byte."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no temporary file behind
 
 
 def _open_lock(path: Path, directory: Path, hint: str = _WRITABLE_HINT):
