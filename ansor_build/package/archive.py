@@ -171,6 +171,7 @@ def write_archive(package: Path, out: Path | None = None) -> Path:
         raise InputError(f"{out}: cannot write archive: {err.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), 0o644)  # mkstemp creates 0600; an archive is for upload and download
             _write(package, file)
         os.replace(tmp, out)
     except OSError as err:
