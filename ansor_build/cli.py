@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import signal
@@ -240,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="ansor-build: %(message)s")
     signal.signal(signal.SIGTERM, _terminate)  # run cleanups (staging directories) on SIGTERM as on Ctrl-C
     signal.signal(signal.SIGINT, _terminate)  # recorded too: see ansor_build.interrupt
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID`: every thread's stack to stderr (a build that seems stuck)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         code = args.func(args)
         interrupt.check_stop()  # a stop whose KeyboardInterrupt Python dropped (raised in a weakref callback)

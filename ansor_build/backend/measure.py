@@ -1,5 +1,5 @@
-"""The builder and runner of a tuning run: this machine (MetaSchedule's LocalBuilder/LocalRunner), or devices
-behind a TVM RPC tracker (`rpc`), chosen by the target's `tuning.runner`."""
+"""The builder and runner of a tuning run: this machine (`builder.pooled_builder`, MetaSchedule's LocalRunner), or
+devices behind a TVM RPC tracker (`rpc`), chosen by the target's `tuning.runner`."""
 
 from __future__ import annotations
 
@@ -33,7 +33,10 @@ class Measurer:
         return self.monitor.check_defaults(run_errors, ran, triple) if self.monitor is not None else None
 
     def close(self) -> None:
-        """End the runner's worker processes (the RPC runner keeps a pool for the whole run)."""
+        """End the builder's worker processes, and the runner's (the RPC runner keeps a pool for the whole run)."""
+        close = getattr(self.builder, "close", None)
+        if close is not None:
+            close()
         pool = getattr(self.runner, "pool", None) if self.monitor is not None else None
         if pool is not None:
             pool.shutdown(wait=False)
@@ -46,6 +49,7 @@ def make_measurer(spec, family: str, threads: int) -> Measurer:
     """
     from tvm.s_tir import meta_schedule as ms
 
+    from .builder import pooled_builder
     from .codegen import export_candidate
     from .records import import_intrinsics
 
@@ -56,9 +60,7 @@ def make_measurer(spec, family: str, threads: int) -> Measurer:
     cxx, flags = (spec.cxx, tuple(spec.flags)) if spec is not None else ("g++", ())
     f_export = functools.partial(export_candidate, cxx, flags, cpu)
     if spec is None or not spec.is_rpc:  # GPU candidates measured here: TVM's own export, as before
-        return Measurer(ms.builder.LocalBuilder(max_workers=threads, initializer=initializer,
-                                                f_export=f_export if cpu else None),
-                        ms.runner.LocalRunner())
+        return Measurer(pooled_builder(threads, initializer, f_export if cpu else None), ms.runner.LocalRunner())
     from . import rpc, tracker
 
     workers = tracker.check_devices(spec)

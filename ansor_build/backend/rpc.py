@@ -60,7 +60,9 @@ def make_builder_runner(spec, workers: int, build_workers: int, initializer, f_e
     from tvm.s_tir import meta_schedule as ms
     from tvm.support.popen_pool import PopenPoolExecutor
 
-    builder = ms.builder.LocalBuilder(max_workers=build_workers, initializer=initializer, f_export=f_export)
+    from .builder import pooled_builder
+
+    builder = pooled_builder(build_workers, initializer, f_export)
     config = ms.runner.RPCConfig(tracker_host=spec.host, tracker_port=spec.port, tracker_key=spec.key,
                                  session_timeout_sec=int(max(spec.timeout, 1)))
     runner = ms.runner.RPCRunner(rpc_config=config, f_create_session=create_session, max_workers=workers)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from ..tuning.options import FORBID_ENV, TuningOptions
 from ..tuning.plan import Plan
 from . import import_tvm, winograd_schedule
 from .measure import make_measurer
+from .scheduler import Clock, Scheduler, Task, guarded_cost_model, measure_defaults
 from .records import import_intrinsics, intrinsics_family, record_from_measurement, workload_json
 from .rpc import error_line
 
@@ -32,9 +32,11 @@ class TaskProgress:
     name: str
     weight: int
     budget: int  # trials this build may measure for the task
-    trials: int = 0
+    trials: int = 0  # stored in this run
     best_us: float | None = None
     default_us: float | None = None
+    mod: object = None  # the task's IRModule and Target (TVM objects; set when tuning starts)
+    target: object = None
     generated: int = 0  # candidates the search proposed in this run (measured or not)
     exhausted: bool = False  # the search proposed fewer candidates than asked: its space has no more
 
@@ -44,7 +46,9 @@ class TuneResult:
     """What one tuning run measured."""
 
     tasks: list[TaskProgress]
-    trials: int = 0
+    trials: int = 0  # trials stored (a trial: a candidate that reached a device, whether it ran or failed)
+    measured: int = 0  # candidates measured (equal to trials unless the store refused some)
+    batches: int = 0  # measured batches
     seconds: float = 0.0
     stopped: str = ""  # why tuning ended early: "", "time budget", "trial budget", "runner fault"
     error: str = ""  # a fault that fails the build (e.g. the RPC tracker went away); what was measured is stored
@@ -55,10 +59,6 @@ class TuneResult:
         return self.trials / self.seconds * 60 if self.seconds else 0.0
 
 
-class StopTuning(Exception):
-    """Raised by the measure callback to end tuning early (the reason is the message)."""
-
-
 def check_allowed(plan: Plan) -> None:
     if plan.to_tune and TuningOptions.forbidden():
         names = ", ".join(f"{t.name} ({t.key}, {t.status})" for t in plan.to_tune[:5])
@@ -66,60 +66,48 @@ def check_allowed(plan: Plan) -> None:
         raise AnsorError(f"{FORBID_ENV} is set but this build would tune {len(plan.to_tune)} task(s): {names}{more}")
 
 
-def _make_callback(store, states, ms_tasks_by_id, options, started, result, progress, measurer, per_iter: int,
-                   per_task: int):
+def _batch_writer(store, states, workloads, result, progress, measurer, clock):
+    """Store one measured batch (called by the scheduler right after its measurement), report progress, and say
+    whether tuning must stop ("" to go on)."""
     from tvm.s_tir import meta_schedule as ms
-    from tvm.ir.utils import derived_object
 
-    @derived_object
-    class PersistAndBudget(ms.measure_callback.PyMeasureCallback):
-        """After each measured batch: write it to the store, report progress, enforce the budgets."""
+    def on_batch(index, measure_candidates, builder_results, runner_results, exhausted) -> str:
+        if TuningOptions.forbidden():  # belt and braces: check_allowed() runs before any measurement
+            raise AnsorError(f"{FORBID_ENV} is set but a trial was measured")
+        state = states[index]
+        state.generated += len(measure_candidates)
+        state.exhausted = state.exhausted or exhausted
+        records, errors, run_errors = [], [], []
+        for candidate, built, ran in zip(measure_candidates, builder_results, runner_results):
+            if built.error_msg is None and measurer.unmeasured(ran.error_msg):
+                run_errors.append(ran.error_msg)
+                continue  # never reached a device: not a trial
+            ok = built.error_msg is None and ran.error_msg is None and ran.run_secs
+            run_secs = [float(s) for s in ran.run_secs] if ok else [1e10]
+            if not ok:
+                errors.append(built.error_msg or ran.error_msg or "no run time")
+                if built.error_msg is None:
+                    run_errors.append(ran.error_msg or "no run time")
+            records.append(record_from_measurement(candidate.sch.trace, ms.database.Workload(state.mod), run_secs,
+                                                   state.target, candidate.args_info))
+        result.measured += len(records)
+        before = store.entry(state.key).trials
+        entry = store.add(state.key, state.name, workloads[index], records, trials=len(records),
+                          default_us=state.default_us, failed=len(errors),
+                          error=error_line(errors[-1]) if errors else None)
+        stored = entry.trials - before
+        state.trials += stored
+        result.trials += stored
+        result.batches += 1
+        state.best_us = entry.best_us
+        progress.update(result, clock.elapsed())
+        fault = measurer.fault(run_errors, result.trials)
+        if fault:
+            result.error = fault
+            return "runner fault"
+        return clock.stop_reason()
 
-        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
-            if TuningOptions.forbidden():  # belt and braces: check_allowed() runs before any measurement
-                raise AnsorError(f"{FORBID_ENV} is set but a trial was measured")
-            state = states[task_id]
-            asked = min(per_iter, per_task - state.generated)  # what the search strategy was asked for
-            state.generated += len(measure_candidates)
-            state.exhausted = state.exhausted or len(measure_candidates) < asked
-            ctx = task_scheduler.tasks_[task_id].ctx
-            workload = ms.database.Workload(ctx.mod)
-            records, errors, run_errors = [], [], []
-            for candidate, built, ran in zip(measure_candidates, builder_results, runner_results):
-                if built.error_msg is None and measurer.unmeasured(ran.error_msg):
-                    run_errors.append(ran.error_msg)
-                    continue  # never reached a device: not a trial
-                ok = built.error_msg is None and ran.error_msg is None and ran.run_secs
-                run_secs = [float(s) for s in ran.run_secs] if ok else [1e10]
-                if not ok:
-                    errors.append(built.error_msg or ran.error_msg or "no run time")
-                    if built.error_msg is None:
-                        run_errors.append(ran.error_msg or "no run time")
-                records.append(record_from_measurement(candidate.sch.trace, workload, run_secs, ctx.target,
-                                                       candidate.args_info))
-            entry = store.add(state.key, state.name, ms_tasks_by_id[task_id], records, trials=len(records),
-                              default_us=state.default_us, failed=len(errors),
-                              error=error_line(errors[-1]) if errors else None)
-
-            state.trials += len(records)
-            result.trials += len(records)
-            state.best_us = entry.best_us
-            elapsed = time.perf_counter() - started
-            progress.update(result, elapsed)
-            # Terminating tasks from a callback trips the scheduler's own checks (it terminates tasks whose search
-            # is exhausted, and its round-robin start ignores termination); stopping by exception is clean: every
-            # measured batch is already in the store.
-            fault = measurer.fault(run_errors, result.trials)
-            if fault:
-                result.stopped, result.error = "runner fault", fault
-            elif interrupt.requested():
-                result.stopped = "interrupted"
-            elif options.time_budget is not None and elapsed >= options.time_budget:
-                result.stopped = "time budget"
-            if result.stopped:
-                raise StopTuning(result.stopped)
-
-    return PersistAndBudget()
+    return on_batch
 
 
 def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOptions, log_dir: Path,
@@ -140,63 +128,28 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
     result = TuneResult(states)
     if not selected:
         return result
-    import_tvm(threads)
-    family = intrinsics_family(tvm_target)
-    import_intrinsics(family)
-    from tvm.s_tir import meta_schedule as ms
-
-    log_dir.mkdir(parents=True, exist_ok=True)
-    # MetaSchedule's console handler takes this logger's level when it is set: keep the console to warnings;
-    # everything goes to the per-task files in log_dir/logs.
-    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
-    measurer = make_measurer(runner, family, threads)  # RPC: fails here, within seconds, if no device can measure
-    contexts = _tune_contexts([ms_task for _, ms_task in selected], log_dir, threads, options.population)
-    weights = [float(ms_task.weight) for _, ms_task in selected]
-    workloads = [workload_json(ms_task.dispatched[0]) for _, ms_task in selected]
-    database = _warm_start_database(store, selected, tvm_target)
-    # The budget is shared, as in Ansor: the run measures the tasks' budgets in all, and the gradient task scheduler
-    # (after one round for every task) spends them where the weighted latency falls fastest. A task whose search
-    # space is tiny (a transpose, a pool) ends after a few trials; a big convolution may take up to MAX_SHARE times
-    # its budget. A run that ends this way records the budget per task it had (`TuningStore.mark_budget`).
+    started = time.perf_counter()
+    # The budget is shared, as in Ansor: the run measures the tasks' budgets in all, and the scheduler (after one
+    # batch for every task, most promising first) spends them where the weighted latency falls fastest. A task
+    # whose search space is tiny (a transpose, a pool) ends after a few trials; a big convolution may take up to
+    # MAX_SHARE times its budget. A run that ends this way records the budget per task it had
+    # (`TuningStore.mark_budget`).
     total = sum(state.budget for state in states)
     full_budget = options.trials is None or options.trials >= total
     if not full_budget:
         total = options.trials
-    per_task = MAX_SHARE * max(state.budget for state in states)
-    # No batch larger than the smallest budget: the first round must reach every task before the budget runs out.
-    per_iter = max(min(options.trials_per_iter, *(state.budget for state in states)), 1)
-    started = time.perf_counter()
-    callback = _make_callback(store, states, dict(enumerate(workloads)), options, started, result, progress,
-                              measurer, per_iter, per_task)
-    builder, runner = measurer.builder, measurer.runner
-    fault = measurer.check_defaults(*_measure_defaults(states, contexts, builder, runner),
-                                    str(tvm_target.attrs.get("mtriple", "")))
-    if fault:
-        measurer.close()
-        raise AnsorError(fault)
-    cost_model = ms.cost_model.XGBModel(num_tuning_cores=threads)
-    cost_model_path = _cost_model_path(store)
-    _load_cost_model(cost_model, cost_model_path)
-    progress.start(result, total, options.time_budget)
-    with interrupt.graceful():  # a first Ctrl-C ends tuning after the measured batch is stored
-        try:
-            ms.tune.tune_tasks(
-                tasks=contexts, task_weights=weights, work_dir=str(log_dir), max_trials_global=max(total, 1),
-                max_trials_per_task=max(per_task, 1),
-                num_trials_per_iter=per_iter, builder=builder, runner=runner, database=database,
-                cost_model=cost_model, task_scheduler="gradient",
-                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback])
-        except Exception:  # noqa: BLE001 - tvm_ffi re-raises the callback's StopTuning as a RuntimeError
-            if not result.stopped:
-                raise
-        finally:
-            result.seconds = time.perf_counter() - started
-            progress.finish(result)
-            measurer.close()
-    _save_cost_model(cost_model, cost_model_path)
+    clock = Clock(started, options.time_budget, max(total, 1))
+    progress.start(result, total, options.time_budget, clock.elapsed)
+    try:
+        _tune_selected(selected, states, store, tvm_target, options, log_dir, progress, threads, runner, clock,
+                       result)
+    finally:
+        result.seconds = clock.elapsed()
+        progress.finish(result)
     if result.error:
         raise AnsorError(result.error)
     ended = not result.stopped  # ran to its end: the global budget is spent or every task ended on its own
+    per_task = MAX_SHARE * max(state.budget for state in states)
     for state in states:
         # A short batch, or (every task having ended on its own) fewer candidates than its cap: nothing left to try.
         if state.exhausted or (ended and result.trials < total and state.generated < per_task):
@@ -204,6 +157,51 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
         if ended and full_budget:
             store.mark_budget(state.key, options.trials_per_task)
     return result
+
+
+def _tune_selected(selected, states, store, tvm_target, options, log_dir, progress, threads, runner, clock,
+                   result) -> None:
+    """Set MetaSchedule up for the selected tasks, time their default schedules, and run the scheduler."""
+    progress.phase("loading MetaSchedule")
+    import_tvm(threads)
+    family = intrinsics_family(tvm_target)
+    import_intrinsics(family)
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # MetaSchedule's console handler takes this logger's level when it is set: keep the console to warnings;
+    # everything goes to the per-task files in log_dir/logs.
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    measurer = make_measurer(runner, family, threads)  # RPC: fails here, within seconds, if no device can measure
+    try:
+        contexts, loggers = _tune_contexts([ms_task for _, ms_task in selected], log_dir, threads,
+                                           options.population)
+        workloads = [workload_json(ms_task.dispatched[0]) for _, ms_task in selected]
+        for state, ctx in zip(states, contexts):
+            state.mod, state.target = ctx.mod, ctx.target
+        tasks = [Task(i, ctx, float(ms_task.weight), float(ms_task.weight) * 1e-6)
+                 for i, (ctx, (_, ms_task)) in enumerate(zip(contexts, selected))]
+        database = _warm_start_database(store, selected, tvm_target)
+        per_task = MAX_SHARE * max(state.budget for state in states)
+        # No batch larger than the smallest budget: the first round must reach every task before the budget runs out.
+        per_iter = max(min(options.trials_per_iter, *(state.budget for state in states)), 1)
+        builder, ms_runner = measurer.builder, measurer.runner
+        with interrupt.graceful():  # a first Ctrl-C ends tuning after the measured batch is stored
+            fault = measurer.check_defaults(*measure_defaults(tasks, states, builder, ms_runner, clock,
+                                                              progress.phase),
+                                            str(tvm_target.attrs.get("mtriple", "")))
+            if fault:
+                raise AnsorError(fault)
+            scheduler = None
+            cost_model = guarded_cost_model(lambda: scheduler, num_tuning_cores=threads)
+            cost_model_path = _cost_model_path(store)
+            _load_cost_model(cost_model, cost_model_path)
+            on_batch = _batch_writer(store, states, workloads, result, progress, measurer, clock)
+            scheduler = Scheduler(tasks, builder, ms_runner, database, cost_model, clock, per_task, per_iter,
+                                  on_batch, progress.phase, loggers)
+            result.stopped = clock.stop_reason() or scheduler.run()
+            _save_cost_model(cost_model, cost_model_path)
+    finally:
+        measurer.close()
 
 
 def _tune_contexts(ms_tasks, log_dir: Path, threads: int, population: int) -> list:
@@ -226,7 +224,7 @@ def _tune_contexts(ms_tasks, log_dir: Path, threads: int, population: int) -> li
         contexts.append(ms.TuneContext(mod=task.dispatched[0], target=task.target, space_generator=space,
                                        search_strategy=strategy, task_name=task.task_name, logger=logger,
                                        rand_state=seed, num_threads=threads))
-    return contexts
+    return contexts, loggers
 
 
 def _space_and_strategy(task, population: int):
@@ -287,32 +285,6 @@ def _warm_start_database(store, selected, tvm_target):
         if entry.header and entry.records:
             extra[task_plan.key] = (entry.header["workload"], entry.records)
     return memory_database({}, tvm_target, extra)
-
-
-def _measure_defaults(states, contexts, builder, runner) -> tuple[list[str], int]:
-    """Latency of each task's unscheduled code (the "speedup vs default" column); failures are only missing data.
-
-    Returns the run errors and how many built tasks were run.
-    """
-    from tvm.s_tir import meta_schedule as ms
-
-    inputs = [ms.builder.BuilderInput(ctx.mod, ctx.target) for ctx in contexts]
-    built = builder.build(inputs)
-    runnable = [(i, b) for i, b in enumerate(built) if b.error_msg is None]
-    runner_inputs = [ms.runner.RunnerInput(b.artifact_path, ctx_device(contexts[i].target),
-                                           ms.arg_info.ArgInfo.from_entry_func(contexts[i].mod, remove_preproc=True))
-                     for i, b in runnable]
-    errors = []
-    for (i, b), future in zip(runnable, runner.run(runner_inputs)):
-        ran = future.result()
-        if ran.error_msg is None and ran.run_secs:
-            states[i].default_us = sum(float(s) for s in ran.run_secs) / len(ran.run_secs) * 1e6
-        else:
-            errors.append(ran.error_msg or "no run time")
-    for _, b in runnable:
-        if b.artifact_path:
-            shutil.rmtree(os.path.dirname(b.artifact_path), ignore_errors=True)
-    return errors, len(runnable)
 
 
 def ctx_device(target) -> str:

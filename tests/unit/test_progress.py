@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 from ansor_build.backend.tune import TaskProgress, TuneResult
 from ansor_build.tuning.progress import Progress, estimated_us
@@ -45,3 +46,35 @@ def test_no_history_file_without_a_path(tmp_path):
     progress.start(_result(), total_trials=1, time_budget=None)
     progress.update(_result(), 1.0)
     assert not list(tmp_path.iterdir())
+
+
+def test_heartbeat_shows_the_line_while_nothing_is_measured(caplog):
+    """A search can take a minute: the line (with what runs now) still shows every `min_interval` seconds."""
+    progress = Progress("m", stream=io.StringIO(), interactive=False, min_interval=0.2)
+    result = _result()
+    with caplog.at_level("INFO", logger="ansor_build.tuning"):
+        progress.start(result, total_trials=128, time_budget=60, elapsed=lambda: 7.0)
+        progress.phase("searching fused_conv2d (task 1 of 2)")
+        time.sleep(1.5)
+        progress.finish(result)
+        lines = [r.getMessage() for r in caplog.records if "searching fused_conv2d" in r.getMessage()]
+        assert len(lines) >= 3, lines
+        assert lines[0] == ("tuning m: tasks 0/2, trials 0/128, weighted best 0.0 us, 7/60 s; "
+                            "searching fused_conv2d (task 1 of 2)")
+        count = len(caplog.records)
+        time.sleep(0.5)
+        assert len(caplog.records) == count  # finish() ended the heartbeat
+    assert "0 candidates measured in 0 batches, 0 stored" in caplog.records[-1].getMessage()
+
+
+def test_terminal_line_is_redrawn_in_place():
+    stream = io.StringIO()
+    progress = Progress("m", stream=stream, interactive=True, min_interval=0.1)
+    result = _result()
+    progress.start(result, total_trials=8, time_budget=None, elapsed=lambda: 1.0)
+    time.sleep(0.5)
+    result.trials = 8
+    progress.update(result, 2.0)
+    progress.finish(result)
+    text = stream.getvalue()
+    assert text.count("\r\033[K") >= 3 and "trials 8/8" in text and text.endswith("\r\033[K")
