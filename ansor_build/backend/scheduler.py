@@ -289,9 +289,10 @@ def measure_defaults(tasks: list[Task], states, builder, runner, clock: Clock, o
 
     errors, ran = [], 0
     for start in range(0, len(tasks), DEFAULTS_CHUNK):
-        if clock.stop_reason():
-            break
         chunk = tasks[start:start + DEFAULTS_CHUNK]
+        left = clock.left()
+        if clock.stop_reason() or (left is not None and clock.pace is not None and left < clock.pace * len(chunk)):
+            break  # a chunk that would end past the time budget is not started (slow defaults: ~1 s a task)
         on_phase(f"timing default schedules ({start}/{len(tasks)} tasks)")
         began = time.perf_counter()
         built = builder.build([ms.builder.BuilderInput(t.ctx.mod, t.ctx.target) for t in chunk])

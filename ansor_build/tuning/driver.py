@@ -85,7 +85,9 @@ def _log_summary(label: str, result, store) -> None:
     rows = []
     for state in result.tasks:
         entry = store.entry(state.key)
-        rows.append({"name": state.name, "key": state.key, "weight": state.weight, "status": "tuned",
+        # a task the run did not reach (its budget ended first) keeps its default schedule until a later build
+        status = "tuned" if state.trials else "not reached" if result.stopped else "no trials"
+        rows.append({"name": state.name, "key": state.key, "weight": state.weight, "status": status,
                      "trials": entry.trials, "best_us": entry.best_us, "default_us": entry.default_us})
     if rows:
         log.info("%s tuning summary:\n%s", label, summary_table(rows))

@@ -42,8 +42,16 @@ log = logging.getLogger(__name__)
 
 FORMAT = 2  # 2: timed with the package's thread pool (1: TVM's, which made fewer threads look better)
 MARGIN = 0.05  # fewer threads must be at least 5% faster
-ROUNDS = 7  # medians of ROUNDS rounds of REPEAT runs, per thread count
+ROUNDS = 7  # medians of up to ROUNDS rounds of up to REPEAT runs, per thread count
 REPEAT = 100
+# Seconds the runs of one thread count may take (warm-up apart): a model of fast kernels, where the thread count
+# matters, gets every run; a slow one (an untuned ResNet-50 takes seconds a call: 720 runs were 25 minutes) as many
+# as fit, at least MIN_RUNS. A thread count's process that takes longer than TIMEOUT_S ends the measurement, and
+# the package keeps every core.
+SECONDS = 5.0
+WARMUP_SECONDS = 1.0
+MIN_RUNS = 3
+TIMEOUT_S = 600
 MAX_THREADS = 4096
 
 
@@ -100,7 +108,6 @@ def may_choose(target) -> bool:
 
 
 def choose(prepared, options, applied: dict, compile_model) -> int | None:
-
     """The runtime thread count of a build that applies `applied`: stored, else measured when `options` allow.
 
     None: keep the target's own (not a CPU package of this machine, `runtime.threads` set, nothing applied, or
@@ -123,8 +130,13 @@ def choose(prepared, options, applied: dict, compile_model) -> int | None:
         return stored
     from ..toolchain import find_compiler
 
-    latency = measure(compile_model(), [sig.as_dict() for sig in prepared.model.inputs], candidates(most),
-                      find_compiler(target), target.cxx_flags)
+    try:
+        latency = measure(compile_model(), [sig.as_dict() for sig in prepared.model.inputs], candidates(most),
+                          find_compiler(target), target.cxx_flags)
+    except RuntimeError as err:  # the package still works: with every core, as without a choice
+        log.warning("%s for %s: runtime thread count not measured (%s); the package uses %d threads",
+                    prepared.model.name, target.name, err, most)
+        return None
     threads = fastest(latency)
     store_choice(path, digest, latency, threads)
     log.info("%s for %s: runtime threads %d (%s)", prepared.model.name, target.name, threads,
@@ -146,8 +158,11 @@ def measure(executable, inputs: list[dict], counts: list[int], cxx: str = "g++",
         for count in counts:
             env = dict(os.environ, TVM_NUM_THREADS=str(count))
             env.setdefault(*UNPINNED)  # as the package's loaders run it
-            proc = subprocess.run([sys.executable, "-m", "ansor_build.tuning.threads", tmp], env=env,
-                                  capture_output=True, text=True, timeout=600)
+            try:
+                proc = subprocess.run([sys.executable, "-m", "ansor_build.tuning.threads", tmp], env=env,
+                                      capture_output=True, text=True, timeout=TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"timing with {count} threads took over {TIMEOUT_S} s") from None
             if proc.returncode != 0:
                 lines = (proc.stderr or proc.stdout).strip().splitlines()
                 raise RuntimeError(f"timing with {count} threads failed: {lines[-1] if lines else 'no output'}")
@@ -165,17 +180,25 @@ def _time_here(directory: Path) -> float:
     device = tvm.cpu(0)
     main = VirtualMachine(tvm.runtime.load_module(str(directory / "model.so")), device)["main"]
     tensors = [tvm.runtime.tensor(default_input(sig["shape"], sig["dtype"]), device) for sig in inputs]
-    for _ in range(20):
+
+    def once() -> float:
+        start = time.perf_counter()
         main(*tensors)
-    rounds = []
-    for _ in range(ROUNDS):
-        times = []
-        for _ in range(REPEAT):
-            start = time.perf_counter()
-            main(*tensors)
-            times.append(time.perf_counter() - start)
-        rounds.append(statistics.median(times))
-    return statistics.median(rounds) * 1e6
+        return time.perf_counter() - start
+
+    call = min(once(), once())  # the first call also starts the thread pool
+    for _ in range(min(20, int(WARMUP_SECONDS / call))):
+        call = min(call, once())
+    rounds, repeat = plan_runs(call)
+    return statistics.median(statistics.median(once() for _ in range(repeat)) for _ in range(rounds)) * 1e6
+
+
+def plan_runs(call_seconds: float) -> tuple[int, int]:
+    """(rounds, runs per round) for a model whose call takes `call_seconds`: what fits SECONDS, at least MIN_RUNS
+    runs, at most ROUNDS x REPEAT."""
+    runs = max(MIN_RUNS, min(ROUNDS * REPEAT, int(SECONDS / max(call_seconds, 1e-9))))
+    rounds = max(min(ROUNDS, runs // MIN_RUNS), 1)
+    return rounds, runs // rounds
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from ansor_build import zoo
 from ansor_build.build import build_package, tune_model
 from ansor_build.target import load_target
 from ansor_build.tuning.options import resolve_options
-from ansor_build.tuning.threads import MARGIN, candidates, fastest
+from ansor_build.tuning.threads import (MARGIN, MIN_RUNS, REPEAT, ROUNDS, SECONDS, candidates, fastest,
+                                        plan_runs)
 
 pytestmark = [pytest.mark.tvm, pytest.mark.tuning]
 
@@ -28,6 +29,17 @@ def test_candidates_and_the_margin_that_keeps_every_core():
     assert fastest({1: 15.3, 2: 19.7}) == 1  # MobileNet-style: launches cost more than the second core saves
     assert fastest({1: 96.6, 2: 57.7}) == 2  # ResNet-style
     assert fastest({1: 20.0 * (1 - MARGIN / 2), 2: 20.0}) == 2  # a tie keeps every core
+
+
+@pytest.mark.parametrize("call_s", [20e-6, 1e-3, 0.01, 0.1, 0.9, 2.5, 30.0])
+def test_the_runs_of_a_thread_count_fit_its_seconds(call_s):
+    """Fast models get every run; an untuned ResNet-50 (seconds a call) as many as fit, at least MIN_RUNS."""
+    rounds, repeat = plan_runs(call_s)
+    runs = rounds * repeat
+    assert 1 <= rounds <= ROUNDS and 1 <= repeat <= REPEAT and runs >= MIN_RUNS
+    assert runs * call_s <= max(SECONDS, MIN_RUNS * call_s)
+    if call_s * ROUNDS * REPEAT <= SECONDS:
+        assert (rounds, repeat) == (ROUNDS, REPEAT)
     assert fastest({1: 30.0, 2: 20.0, 4: 19.5}) == 4
 
 
