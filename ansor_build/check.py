@@ -44,7 +44,7 @@ class CheckResult:
             text += f"; ran bin/ansor_runner under {self.emulator}"
         elif self.latency_ms is not None and self.ort_latency_ms is not None:
             text += (f"; latency {self.latency_ms:.3f} ms, onnxruntime {self.ort_latency_ms:.3f} ms "
-                     f"({self.latency_ms / self.ort_latency_ms:.2f}x)")
+                     f"({self.latency_ms / self.ort_latency_ms:.2f}x; numpy in and out, both)")
         return text
 
 

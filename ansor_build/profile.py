@@ -89,7 +89,8 @@ def profile_package(directory: str | Path, repeat: int = 200, rounds: int = 5) -
     if not counts:
         raise AnsorError(f"{directory}: the model launched no kernels")
     library = package.module.imports[0]  # the compiled subgraphs
-    package.benchmark(arrays, warmup=20, repeat=1)  # the thread pool started and the clock up before any timing
+    # the thread pool started and the clock up before any timing
+    package.benchmark(arrays, warmup=20, repeat=1, kernels=True)
     by_name: dict[str, list[float]] = {}
     for name, args in calls:
         if name in counts and name not in by_name:
@@ -97,7 +98,8 @@ def profile_package(directory: str | Path, repeat: int = 200, rounds: int = 5) -
             timer(*args)  # warm-up: the first timing of a process ran up to 3x slow (1.8 us kernels timed at 5 us)
             by_name[name] = list(timer(*args).results)
 
-    model = [statistics.median(package.benchmark(arrays, warmup=10, repeat=repeat)) for _ in range(rounds)]
+    model = [statistics.median(package.benchmark(arrays, warmup=10, repeat=repeat, kernels=True))
+             for _ in range(rounds)]
     records = {task["name"]: task.get("record_us") for task in manifest.get("tasks", [])}
     rows = [KernelTime(name, counts[name], statistics.median(times) * 1e6,
                        records.get(name.removesuffix(PREPACKED_SUFFIX)))

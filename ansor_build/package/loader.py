@@ -40,6 +40,8 @@ MODEL_SO = "model.so"
 # 1.0-1.4 GB/s on a 2-core x86 VM (75 ms for 100 MB, 0.2 ms for a small MLP's 160 KB), against 0.75-2.5 s to
 # import TVM; the runtime libraries (6 MB, not even loaded by this loader on a CPU) get a size check only.
 HASHED = (MODEL_SO,)
+# TVM allocates tensors on 64-byte boundaries (kAllocAlignment) and its kernels may assume it (aligned vector loads).
+ALIGNMENT = 64
 
 
 def default_input(shape, dtype) -> np.ndarray:
@@ -215,8 +217,14 @@ class Package:
         except Exception as err:  # noqa: BLE001 - TVM raises many types; its first line says what failed
             raise PackageError(f"{Path(directory) / MODEL_SO}: TVM cannot load it: {first_line(err)}") from None
         self._main = self._vm["main"]
+        self._cuda = kind == "cuda"
+        import tvm_ffi  # TVM's own FFI (a dependency of apache-tvm)
+
+        self._from_dlpack = tvm_ffi.from_dlpack
         self.inputs = self.manifest["inputs"]
         self.outputs = self.manifest["outputs"]
+        self._slots = [_Slot(sig) for sig in self.inputs]
+        self._outputs = _Outputs()
 
     def _check_gpu(self) -> None:
         if not self.device.exist:
@@ -226,31 +234,66 @@ class Package:
         if problem:
             raise OSError(f"{self.directory}: {self.device.device_name}: {problem}")
 
-    def _to_device(self, array: np.ndarray, sig: dict):
-        array = np.ascontiguousarray(array)
-        if list(array.shape) != list(sig["shape"]) or str(array.dtype) != sig["dtype"]:
-            raise ValueError(f"input '{sig['name']}': expected {sig['dtype']}{sig['shape']}, "
-                             f"got {array.dtype}{list(array.shape)}")
-        return self._tvm.runtime.tensor(array, self.device)
+    def _tensor(self, array, index: int, reuse: bool = True):
+        """Input `index`, checked against the manifest, as a TVM tensor. On a CPU: the caller's array itself when it
+        is C-contiguous, 64-byte aligned (TVM's kernels may use aligned vector loads) and writeable, else an aligned
+        copy (with `reuse`, in the input's own buffer, made once and reused by every call). On a GPU: a device copy.
+        """
+        slot = self._slots[index]
+        if type(array) is not np.ndarray:  # a list or a scalar has no dtype of its own: it takes the input's
+            array = np.asarray(array) if hasattr(array, "dtype") else np.asarray(array, dtype=slot.dtype)
+        if array.shape != slot.shape or array.dtype != slot.dtype:
+            raise ValueError(f"input '{slot.name}': expected {slot.spec}, got {array.dtype}{list(array.shape)}")
+        if self._cuda:
+            return self._tvm.runtime.tensor(np.ascontiguousarray(array), self.device)
+        flags = array.flags  # DLPack cannot export a read-only array; TVM's kernels read a C-contiguous one
+        if flags.c_contiguous and flags.writeable:
+            tensor = self._from_dlpack(array, require_alignment=0)  # checked here: TVM's refusal costs ~40 us
+            if tensor.data_ptr() % ALIGNMENT == 0:
+                return tensor
+        return self._from_dlpack(slot.stage(array) if reuse else aligned_copy(array), require_alignment=ALIGNMENT)
 
     def prepare(self, *arrays, **named):
-        """Copy inputs to the device once (for timing loops)."""
+        """The inputs as TVM tensors (on a GPU: copied to the device once, for timing loops)."""
         if named:
-            missing = [sig["name"] for sig in self.inputs if sig["name"] not in named]
-            if missing or arrays:
-                raise ValueError(f"give every input by name ({', '.join(s['name'] for s in self.inputs)}); "
-                                 f"missing: {', '.join(missing)}")
-            arrays = tuple(named[sig["name"]] for sig in self.inputs)
+            arrays = self._by_name(arrays, named)
         if len(arrays) != len(self.inputs):
             raise ValueError(f"expected {len(self.inputs)} inputs, got {len(arrays)}")
-        return [self._to_device(a, sig) for a, sig in zip(arrays, self.inputs)]
+        # prepared tensors outlive the call: none of them is in a staging buffer, which the next call reuses
+        return [self._tensor(array, index, reuse=False) for index, array in enumerate(arrays)]
 
     def run_prepared(self, tensors) -> list:
+        """Run on prepared tensors; the outputs stay TVM tensors (on the device)."""
         result = self._main(*tensors)
         return [result] if hasattr(result, "numpy") else list(result)  # one tensor, or a tuple of them
 
-    def __call__(self, *arrays, **named) -> list[np.ndarray]:
-        return [out.numpy() for out in self.run_prepared(self.prepare(*arrays, **named))]
+    def __call__(self, *arrays, out=None, **named) -> list[np.ndarray]:
+        """Run on numpy arrays (positional in manifest order, or by input name); numpy arrays out.
+
+        On a CPU, inputs are read where they are (see `_tensor`) and outputs are the VM's own fresh buffers, handed
+        over without a copy (see `_Outputs`). With `out=[arrays]` the outputs are written into the caller's arrays
+        (the manifest's shapes and dtypes) and those are returned: no allocation per call. A Package runs one call
+        at a time (not from two threads at once: the VM and the staging buffers are its own).
+        """
+        if named:
+            arrays = self._by_name(arrays, named)
+        if len(arrays) != len(self._slots):
+            raise ValueError(f"expected {len(self._slots)} inputs, got {len(arrays)}")
+        tensors = [self._tensor(array, index) for index, array in enumerate(arrays)]
+        result = self._main(*tensors)
+        results = [result] if hasattr(result, "numpy") else list(result)  # one tensor, or a tuple of them
+        if out is not None:
+            return self._outputs.into(results, out, self.outputs)
+        if self._cuda:
+            return [result.numpy() for result in results]
+        return self._outputs.arrays(results, tensors)
+
+    def _by_name(self, arrays, named) -> tuple:
+        missing = [sig["name"] for sig in self.inputs if sig["name"] not in named]
+        if missing or arrays:
+            raise ValueError(f"give every input by name ({', '.join(s['name'] for s in self.inputs)}); "
+                             f"missing: {', '.join(missing)}")
+        return tuple(named[sig["name"]] for sig in self.inputs)
 
     def run(self, inputs: dict) -> list[np.ndarray]:
         return self(**inputs)
@@ -258,19 +301,123 @@ class Package:
     def default_inputs(self) -> list[np.ndarray]:
         return [default_input(sig["shape"], sig["dtype"]) for sig in self.inputs]
 
-    def benchmark(self, arrays, warmup: int = 5, repeat: int = 50) -> list[float]:
-        """Per-run latencies in seconds (outputs stay on the device; a device sync ends each run)."""
-        tensors = self.prepare(*arrays)
+    def benchmark(self, arrays, warmup: int = 5, repeat: int = 50, kernels: bool = False) -> list[float]:
+        """Per-call latencies in seconds of what users run: numpy arrays in, numpy arrays out (as onnxruntime's
+        `session.run` is timed). With `kernels`, of the model alone: inputs prepared once, outputs left on the
+        device, a device sync ending each run."""
+        if kernels:
+            tensors = self.prepare(*arrays)
+            call = lambda: (self.run_prepared(tensors), self.device.sync())  # noqa: E731
+        else:
+            call = lambda: self(*arrays)  # noqa: E731
         for _ in range(warmup):
-            self.run_prepared(tensors)
-        self.device.sync()
+            call()
         times = []
         for _ in range(repeat):
             start = time.perf_counter()
-            self.run_prepared(tensors)
-            self.device.sync()
+            call()
             times.append(time.perf_counter() - start)
         return times
+
+
+class _Slot:
+    """One input's signature, checked in a few microseconds, and its 64-byte aligned staging buffer for arrays
+    that cannot be handed to TVM as they are (misaligned, strided or read-only), allocated on first need."""
+
+    def __init__(self, sig: dict):
+        self.name = sig["name"]
+        self.shape = tuple(sig["shape"])
+        self.spec = f"{sig['dtype']}{list(sig['shape'])}"
+        try:
+            self.dtype = np.dtype(sig["dtype"])
+        except TypeError:  # a dtype numpy does not know (bfloat16 without ml_dtypes): no array can match it
+            self.dtype = None
+        self.buffer = None
+
+    def stage(self, array: np.ndarray) -> np.ndarray:
+        if self.buffer is None:
+            self.buffer = aligned_empty(self.shape, self.dtype)
+        np.copyto(self.buffer, array)
+        return self.buffer
+
+
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an ALIGNMENT-byte boundary."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape)) if len(shape) else 1
+    raw = np.empty(count * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
+    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def aligned_copy(array: np.ndarray) -> np.ndarray:
+    copy = aligned_empty(array.shape, array.dtype)
+    np.copyto(copy, array)
+    return copy
+
+
+HAND_OVER, COPY, TO_NUMPY = 0, 1, 2  # how `_Outputs` returns an output
+
+
+class _Outputs:
+    """Outputs handed to the caller without a copy where that is safe.
+
+    A Relax function may return memory that outlives the call: a constant of the model (the same buffer every
+    call), an input or a view of one (an Identity or Reshape output), or one tensor in two places. Those are
+    copied (the first place of a tensor given twice is not); the others are buffers the VM allocated for this
+    call, which the returned array then owns (numpy's DLPack import). Which output is which is learnt on the first
+    two calls (copied meanwhile): with the first call's outputs still held, a fresh buffer cannot come back at the
+    same address, so an output at the same address is persistent, and one that overlaps an input is a view of it.
+    That holds for every later call because a model's code is straight-line (no branch returns a constant or an
+    input in some calls only). A dtype numpy cannot import (bfloat16) is copied by TVM.
+    """
+
+    def __init__(self):
+        self.modes = None  # per output: HAND_OVER, COPY or TO_NUMPY, once learnt
+        self._first = None  # the first call's output tensors and addresses, held until the second call
+
+    def arrays(self, results, tensors) -> list[np.ndarray]:
+        modes = self.modes
+        if modes is None:
+            return self._learn(results, tensors)
+        return [np.from_dlpack(result) if mode == HAND_OVER else
+                np.from_dlpack(result).copy() if mode == COPY else result.numpy()
+                for result, mode in zip(results, modes)]
+
+    def _learn(self, results, tensors) -> list[np.ndarray]:
+        views = []
+        for result in results:
+            try:
+                views.append(np.from_dlpack(result))
+            except Exception:  # noqa: BLE001 - a dtype numpy cannot take by DLPack (bfloat16)
+                views.append(None)
+        addresses = [None if view is None else view.__array_interface__["data"][0] for view in views]
+        if self._first is None:
+            self._first = (results, addresses)
+        else:
+            inputs = [np.from_dlpack(tensor) for tensor in tensors]
+            self.modes = [TO_NUMPY if view is None else
+                          COPY if (address == self._first[1][index] or address in addresses[:index]
+                                   or any(np.may_share_memory(view, array) for array in inputs)) else HAND_OVER
+                          for index, (view, address) in enumerate(zip(views, addresses))]
+            self._first = None
+        return [result.numpy() if view is None else view.copy() for result, view in zip(results, views)]
+
+    @staticmethod
+    def into(results, out, sigs) -> list[np.ndarray]:
+        if len(out) != len(results):
+            raise ValueError(f"out: expected {len(results)} arrays (one per output), got {len(out)}")
+        for index, (result, target) in enumerate(zip(results, out)):
+            if not isinstance(target, np.ndarray) or list(target.shape) != list(result.shape) or \
+                    str(target.dtype) != str(result.dtype) or not target.flags.writeable:
+                name = sigs[index]["name"] if index < len(sigs) else f"output_{index}"
+                raise ValueError(f"out[{index}] (output '{name}'): expected a writeable numpy array of "
+                                 f"{result.dtype}{list(result.shape)}")
+            try:
+                np.copyto(target, np.from_dlpack(result))
+            except Exception:  # noqa: BLE001 - a GPU tensor or a dtype numpy cannot import by DLPack
+                np.copyto(target, result.numpy())
+        return list(out)
 
 
 def load(directory: str | Path = HERE, device: str | None = None) -> Package:
@@ -382,8 +529,8 @@ def format_summary(result: dict) -> str:
              for r in result["outputs"]]
     if result["latency"]:
         lat = result["latency"]
-        lines.append(f"latency: median {lat['median_ms']:.3f} ms, min {lat['min_ms']:.3f} ms over {lat['repeat']} runs"
-                     f" ({result['threads'] or 'default'} threads)")
+        lines.append(f"latency: median {lat['median_ms']:.3f} ms, min {lat['min_ms']:.3f} ms over {lat['repeat']} calls"
+                     f" (numpy in, numpy out; {result['threads'] or 'default'} threads)")
     return "\n".join(lines)
 
 

@@ -85,7 +85,12 @@ Python:
 
     python loader.py [--input NAME=FILE.npy ...] [--save outputs.npz] [--repeat N]
 
-    import loader; model = loader.load("."); outputs = model(x)
+    import loader; model = loader.load("."); outputs = model(x)   # numpy arrays in, numpy arrays out
+    outputs = model(x, out=buffers)   # into your own arrays: no allocation per call
+
+On a CPU, an input that is C-contiguous, 64-byte aligned and writeable is read where it is (others are copied into a
+buffer of the loaded package), and outputs are the model's new buffers handed over, not copies. A loaded package
+runs one call at a time.
 
 Without inputs, both run on the same deterministic inputs (see `loader.default_input`).
 {thread_line}
