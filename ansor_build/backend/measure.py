@@ -34,9 +34,7 @@ class Measurer:
 
     def close(self) -> None:
         """End the builder's worker processes, and the runner's (the RPC runner keeps a pool for the whole run)."""
-        close = getattr(self.builder, "close", None)
-        if close is not None:
-            close()
+        self.builder.close()  # a `builder.pooled_builder`
         pool = getattr(self.runner, "pool", None) if self.monitor is not None else None
         if pool is not None:
             pool.shutdown(wait=False)

@@ -213,7 +213,7 @@ class Scheduler:
         self.on_phase(f"measuring {len(candidates)} candidates of {ctx.task_name}")
         began = time.perf_counter()
         built = self.builder.build([ms.builder.BuilderInput(c.sch.mod, ctx.target) for c in candidates])
-        device = "cuda" if ctx.target.kind.name == "cuda" else "cpu"
+        device = device_of(ctx.target)
         runnable = [i for i, b in enumerate(built) if b.error_msg is None]
         futures = self.runner.run([ms.runner.RunnerInput(built[i].artifact_path, device, candidates[i].args_info)
                                    for i in runnable])
@@ -254,6 +254,11 @@ class Scheduler:
                  if b.error_msg is None and (r.error_msg is not None or (r.run_secs and _seconds(r) > 0))]
         if pairs:
             self.cost_model.update(ctx, [c for c, _ in pairs], [r for _, r in pairs])
+
+
+def device_of(target) -> str:
+    """The runner's device name for a TVM target."""
+    return "cuda" if target.kind.name == "cuda" else "cpu"
 
 
 def _seconds(result) -> float:
@@ -297,7 +302,7 @@ def measure_defaults(tasks: list[Task], states, builder, runner, clock: Clock, o
         began = time.perf_counter()
         built = builder.build([ms.builder.BuilderInput(t.ctx.mod, t.ctx.target) for t in chunk])
         runnable = [(t, b) for t, b in zip(chunk, built) if b.error_msg is None]
-        inputs = [ms.runner.RunnerInput(b.artifact_path, "cuda" if t.ctx.target.kind.name == "cuda" else "cpu",
+        inputs = [ms.runner.RunnerInput(b.artifact_path, device_of(t.ctx.target),
                                         ms.arg_info.ArgInfo.from_entry_func(t.ctx.mod, remove_preproc=True))
                   for t, b in runnable]
         for (task, b), future in zip(runnable, runner.run(inputs)):

@@ -140,16 +140,16 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
         total = options.trials
     clock = Clock(started, options.time_budget, max(total, 1))
     progress.start(result, total, options.time_budget, clock.elapsed)
+    per_task = MAX_SHARE * max(state.budget for state in states)  # candidates one task may take from the run
     try:
         _tune_selected(selected, states, store, tvm_target, options, log_dir, progress, threads, runner, clock,
-                       result)
+                       result, per_task)
     finally:
         result.seconds = clock.elapsed()
         progress.finish(result)
     if result.error:
         raise AnsorError(result.error)
     ended = not result.stopped  # ran to its end: the global budget is spent or every task ended on its own
-    per_task = MAX_SHARE * max(state.budget for state in states)
     for state in states:
         # A short batch, or (every task having ended on its own) fewer candidates than its cap: nothing left to try.
         if state.exhausted or (ended and result.trials < total and state.generated < per_task):
@@ -160,7 +160,7 @@ def tune_tasks(plan: Plan, ms_tasks: list, store, tvm_target, options: TuningOpt
 
 
 def _tune_selected(selected, states, store, tvm_target, options, log_dir, progress, threads, runner, clock,
-                   result) -> None:
+                   result, per_task: int) -> None:
     """Set MetaSchedule up for the selected tasks, time their default schedules, and run the scheduler."""
     progress.phase("loading MetaSchedule")
     import_tvm(threads)
@@ -181,7 +181,6 @@ def _tune_selected(selected, states, store, tvm_target, options, log_dir, progre
         tasks = [Task(i, ctx, float(ms_task.weight), float(ms_task.weight) * 1e-6)
                  for i, (ctx, (_, ms_task)) in enumerate(zip(contexts, selected))]
         database = _warm_start_database(store, selected, tvm_target)
-        per_task = MAX_SHARE * max(state.budget for state in states)
         # No batch larger than the smallest budget: the first round must reach every task before the budget runs out.
         per_iter = max(min(options.trials_per_iter, *(state.budget for state in states)), 1)
         builder, ms_runner = measurer.builder, measurer.runner
@@ -204,9 +203,9 @@ def _tune_selected(selected, states, store, tvm_target, options, log_dir, progre
         measurer.close()
 
 
-def _tune_contexts(ms_tasks, log_dir: Path, threads: int, population: int) -> list:
+def _tune_contexts(ms_tasks, log_dir: Path, threads: int, population: int) -> tuple[list, list]:
     """One TuneContext per task: its space and search strategy (`_space_and_strategy`), per-task log file, fixed
-    seeds."""
+    seeds; and the per-task loggers."""
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
     from tvm.s_tir.meta_schedule.utils import fork_seed
@@ -285,7 +284,3 @@ def _warm_start_database(store, selected, tvm_target):
         if entry.header and entry.records:
             extra[task_plan.key] = (entry.header["workload"], entry.records)
     return memory_database({}, tvm_target, extra)
-
-
-def ctx_device(target) -> str:
-    return "cuda" if target.kind.name == "cuda" else "cpu"

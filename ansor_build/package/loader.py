@@ -255,12 +255,9 @@ class Package:
 
     def prepare(self, *arrays, **named):
         """The inputs as TVM tensors (on a GPU: copied to the device once, for timing loops)."""
-        if named:
-            arrays = self._by_name(arrays, named)
-        if len(arrays) != len(self.inputs):
-            raise ValueError(f"expected {len(self.inputs)} inputs, got {len(arrays)}")
         # prepared tensors outlive the call: none of them is in a staging buffer, which the next call reuses
-        return [self._tensor(array, index, reuse=False) for index, array in enumerate(arrays)]
+        return [self._tensor(array, index, reuse=False)
+                for index, array in enumerate(self._arrays(arrays, named))]
 
     def run_prepared(self, tensors) -> list:
         """Run on prepared tensors; the outputs stay TVM tensors (on the device)."""
@@ -275,25 +272,25 @@ class Package:
         (the manifest's shapes and dtypes) and those are returned: no allocation per call. A Package runs one call
         at a time (not from two threads at once: the VM and the staging buffers are its own).
         """
-        if named:
-            arrays = self._by_name(arrays, named)
-        if len(arrays) != len(self._slots):
-            raise ValueError(f"expected {len(self._slots)} inputs, got {len(arrays)}")
-        tensors = [self._tensor(array, index) for index, array in enumerate(arrays)]
-        result = self._main(*tensors)
-        results = [result] if hasattr(result, "numpy") else list(result)  # one tensor, or a tuple of them
+        tensors = [self._tensor(array, index) for index, array in enumerate(self._arrays(arrays, named))]
+        results = self.run_prepared(tensors)
         if out is not None:
             return self._outputs.into(results, out, self.outputs)
         if self._cuda:
             return [result.numpy() for result in results]
         return self._outputs.arrays(results, tensors)
 
-    def _by_name(self, arrays, named) -> tuple:
-        missing = [sig["name"] for sig in self.inputs if sig["name"] not in named]
-        if missing or arrays:
-            raise ValueError(f"give every input by name ({', '.join(s['name'] for s in self.inputs)}); "
-                             f"missing: {', '.join(missing)}")
-        return tuple(named[sig["name"]] for sig in self.inputs)
+    def _arrays(self, arrays: tuple, named: dict) -> tuple:
+        """The inputs in manifest order, given by position or (all of them) by name."""
+        if named:
+            missing = [sig["name"] for sig in self.inputs if sig["name"] not in named]
+            if missing or arrays:
+                raise ValueError(f"give every input by name ({', '.join(s['name'] for s in self.inputs)}); "
+                                 f"missing: {', '.join(missing)}")
+            arrays = tuple(named[sig["name"]] for sig in self.inputs)
+        if len(arrays) != len(self.inputs):
+            raise ValueError(f"expected {len(self.inputs)} inputs, got {len(arrays)}")
+        return arrays
 
     def run(self, inputs: dict) -> list[np.ndarray]:
         return self(**inputs)

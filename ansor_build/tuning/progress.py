@@ -127,10 +127,9 @@ class Progress:
                 self.stream.write("\r\033[K")
                 self.stream.flush()
         stopped = f" (stopped: {result.stopped})" if result.stopped else ""
-        measured = getattr(result, "measured", result.trials)
         log.info("tuned %s: %d trials stored in %.1f s (%.1f trials/min); %d candidates measured in %d batches, "
-                 "%d stored%s", self.label, result.trials, result.seconds, result.trials_per_minute, measured,
-                 getattr(result, "batches", 0), result.trials, stopped)
+                 "%d stored%s", self.label, result.trials, result.seconds, result.trials_per_minute, result.measured,
+                 result.batches, result.trials, stopped)
 
 
 def summary_table(rows: list[dict]) -> str:
